@@ -1,0 +1,233 @@
+"""The WebSocket transport: decode a frame, ask the rooms, send what they say.
+
+Identity comes from the server: a socket is bound to the peer the server made for it,
+and every relayed frame is stamped with that peer's id."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+from tornado import ioloop, websocket
+
+from . import __version__
+from .errors import CLOSE_CODES, DEFAULT_CLOSE_CODE, ProtocolError, SignalingError, UserError
+from .protocol import encode, parse
+from .rooms import Peer, Rooms
+
+log = logging.getLogger(__name__)
+
+RATE_PER_SECOND = 100.0
+RATE_BURST = 400.0
+CLEAN_CLOSE_CODES = (1000, 1001)
+
+IceServersFor = Callable[[str, str], dict[str, Any]]
+
+
+class Hub:
+    """What the signaling sockets share: the rooms, the live sockets, the ICE settings."""
+
+    def __init__(self, rooms: Rooms, ice_for: IceServersFor | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rooms = rooms
+        self.sockets: dict[str, SignalingHandler] = {}
+        self.ice_for: IceServersFor = ice_for or (lambda peer_id, host: {"iceServers": [], "iceTransportPolicy": "all"})
+        self.clock = clock
+        self.closing = False
+        self._sweeper: ioloop.PeriodicCallback | None = None
+
+    def start(self) -> None:
+        if self._sweeper is None:
+            self._sweeper = ioloop.PeriodicCallback(self.sweep, 500)
+            self._sweeper.start()
+
+    def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.stop()
+            self._sweeper = None
+
+    def send(self, peer_ids: list[str] | list[Peer], msg: dict[str, Any]) -> None:
+        frame = encode(msg)
+        for item in peer_ids:
+            peer_id = item.id if isinstance(item, Peer) else item
+            sock = self.sockets.get(peer_id)
+            if sock is not None:
+                sock.send_frame(frame)
+
+    def drop(self, peer_id: str, why: str) -> None:
+        """Remove a peer for good and tell the rest of its room."""
+        peer = self.rooms.get(peer_id)
+        if peer is None:
+            return
+        recipients = self.rooms.remove(peer_id)
+        sock = self.sockets.pop(peer_id, None)
+        log.info("room %s peer %s: left (%s); %d remain", peer.room, peer_id, why, len(recipients))
+        self.send(recipients, {"type": "peer-left", "id": peer_id})
+        if sock is not None and sock.ws_connection is not None:
+            sock.peer_id = None
+            sock.close(1000, "removed")
+
+    def sweep(self) -> None:
+        """Remove peers not heard from within the grace period (dead or dropped sockets)."""
+        for peer_id in self.rooms.expired(self.clock()):
+            self.drop(peer_id, "gone")
+
+    def shutdown(self, reason: str = "The meeting server is restarting.") -> int:
+        """Tell every page the server is going away and close its socket (1001)."""
+        self.closing = True
+        socks = list(self.sockets.values())
+        for sock in socks:
+            sock.send_frame(encode({"type": "shutdown", "value": reason}))
+            sock.close(1001, "server going away")
+        return len(socks)
+
+
+class SignalingHandler(websocket.WebSocketHandler):
+    def initialize(self, hub: Hub) -> None:
+        self.hub = hub
+        self.peer_id: str | None = None
+        self.tokens = RATE_BURST
+        self.refilled = hub.clock()
+        self.server_closed = False
+
+    # Tornado's default check_origin refuses an Origin whose host differs from the Host
+    # header (403): exactly the same-origin rule wanted here, so it is not overridden.
+
+    def get_compression_options(self) -> None:
+        return None  # SDP compresses well, but per-message deflate costs CPU per socket
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        if self.hub.closing:
+            self.close(1001, "server going away")
+
+    def send_frame(self, frame: str) -> None:
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        try:
+            self.write_message(frame)
+        except websocket.WebSocketClosedError:
+            pass  # that socket is gone; its close handler cleans up
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        self.server_closed = True
+        super().close(code, reason)
+
+    def on_pong(self, data: bytes) -> None:
+        if self.peer_id is not None:
+            self.hub.rooms.touch(self.peer_id, self.hub.clock())
+
+    def _rate_ok(self) -> bool:
+        now = self.hub.clock()
+        self.tokens = min(RATE_BURST, self.tokens + (now - self.refilled) * RATE_PER_SECOND)
+        self.refilled = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    def on_message(self, message: str | bytes) -> None:
+        try:
+            if not self._rate_ok():
+                raise ProtocolError("rate-limited", "Too many messages; slow down.")
+            msg = parse(message)
+            if self.peer_id is not None:
+                self.hub.rooms.touch(self.peer_id, self.hub.clock())
+            getattr(self, "do_" + msg["type"])(msg)
+        except SignalingError as err:
+            self._fail(err)
+
+    def _fail(self, err: SignalingError) -> None:
+        where = f"peer {self.peer_id}" if self.peer_id else f"socket {self.request.remote_ip}"
+        log.info("signaling %s: %s error %s (%s)", where, "protocol" if err.fatal else "user", err.code, err.value)
+        self.send_frame(encode(err.frame()))
+        if err.fatal:
+            self.close(CLOSE_CODES.get(err.code, DEFAULT_CLOSE_CODE), err.code)
+
+    def _require_peer(self) -> Peer:
+        peer = self.hub.rooms.get(self.peer_id) if self.peer_id else None
+        if peer is None:
+            raise UserError("not-joined", "Join a room first.")
+        return peer
+
+    def _local_host(self) -> str:
+        """The appliance address this peer used to reach us, for its ICE server URLs."""
+        stream = getattr(self.request.connection, "stream", None)
+        sock = getattr(stream, "socket", None)
+        if sock is not None:
+            try:
+                addr = sock.getsockname()[0]
+                if addr and addr not in ("0.0.0.0", "::"):
+                    return str(addr).split("%")[0]
+            except OSError:
+                pass
+        return self.request.host_name
+
+    # -- message handlers ----------------------------------------------------------
+
+    def do_join(self, msg: dict[str, Any]) -> None:
+        if self.peer_id is not None:
+            raise UserError("already-joined", "This connection is already in a room.")
+        result = self.hub.rooms.join(msg["room"], msg["name"], msg["audio"], msg["video"],
+                                     self.hub.clock(), msg["resume"])
+        peer = result.peer
+        old = self.hub.sockets.get(peer.id)
+        if old is not None and old is not self:
+            old.peer_id = None  # the resumed page replaces a socket not yet seen dead
+            old.close(1000, "replaced")
+        self.peer_id = peer.id
+        self.hub.sockets[peer.id] = self
+        welcome = {
+            "type": "welcome", "id": peer.id, "token": peer.token, "room": peer.room,
+            "peers": [p.public() for p in result.others],
+            **self.hub.ice_for(peer.id, self._local_host()),
+            "maxPeers": self.hub.rooms.max_peers, "resumed": result.resumed, "version": __version__,
+        }
+        self.send_frame(encode(welcome))
+        log.info("room %s peer %s: %s from %s (%d in room)", peer.room, peer.id,
+                 "resumed" if result.resumed else "joined", self.request.remote_ip, len(result.others) + 1)
+        if result.resumed:
+            self.hub.send(result.others, {"type": "peer-updated", "peer": peer.public()})
+        else:
+            self.hub.send(result.others, {"type": "peer-joined", "peer": peer.public()})
+
+    def do_signal(self, msg: dict[str, Any]) -> None:
+        peer = self._require_peer()
+        to = msg["to"]
+        if to == peer.id or not self.hub.rooms.same_room(peer.id, to):
+            raise UserError("unknown-peer", "That person is not in this room (any more).")
+        out = {k: v for k, v in msg.items() if k != "to"}
+        out["from"] = peer.id
+        self.hub.send([to], out)
+
+    def do_media(self, msg: dict[str, Any]) -> None:
+        peer = self._require_peer()
+        self.hub.rooms.set_media(peer.id, msg["audio"], msg["video"])
+        self.hub.send(self.hub.rooms.others(peer.id), {"type": "peer-updated", "peer": peer.public()})
+
+    def do_rename(self, msg: dict[str, Any]) -> None:
+        peer = self._require_peer()
+        self.hub.rooms.rename(peer.id, msg["name"])
+        self.hub.send(self.hub.rooms.others(peer.id), {"type": "peer-updated", "peer": peer.public()})
+
+    def do_ping(self, msg: dict[str, Any]) -> None:
+        self.send_frame(encode({"type": "pong"}))
+
+    def do_leave(self, msg: dict[str, Any]) -> None:
+        peer = self._require_peer()
+        self.hub.drop(peer.id, "left")
+
+    def on_close(self) -> None:
+        peer_id, self.peer_id = self.peer_id, None
+        if peer_id is None or self.hub.sockets.get(peer_id) is not self:
+            return
+        del self.hub.sockets[peer_id]
+        if not self.server_closed and self.close_code in CLEAN_CLOSE_CODES:
+            self.hub.drop(peer_id, f"closed {self.close_code}")
+        else:
+            # Unclean: keep the place for the grace period so the page can resume.
+            self.hub.rooms.disconnected(peer_id)
+            peer = self.hub.rooms.get(peer_id)
+            if peer is not None:
+                log.info("room %s peer %s: connection lost (code %s); holding the place", peer.room, peer_id,
+                         self.close_code)
