@@ -36,13 +36,13 @@ class StartupError(Exception):
     """Something the admin must fix before meshcall can start; one line for the user."""
 
 
-def _bind(port: int, host: str, what: str) -> list[socket.socket]:
+def _bind(port: int, host: str, what: str, flag: str) -> list[socket.socket]:
     try:
         return netutil.bind_sockets(port, address=None if host in ("", "*") else host)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise StartupError(f"{what} port {port} on {host or '*'} is already in use "
-                               f"(another meshcall? choose another with --{what.lower().replace(' ', '-')}-port)") from None
+                               f"(another meshcall? choose another with {flag})") from None
         if exc.errno in (errno.EACCES, errno.EPERM):
             raise StartupError(f"{what} port {port}: permission denied (ports below 1024 need privileges)") from None
         raise StartupError(f"{what} port {port} on {host}: {exc.strerror or exc}") from None
@@ -131,7 +131,7 @@ class Appliance:
             ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             ssl_ctx.load_cert_chain(self.cert.cert_file, self.cert.key_file)
-        socks = _bind(config.port, config.host, "HTTPS" if ssl_ctx else "HTTP")
+        socks = _bind(config.port, config.host, "HTTPS" if ssl_ctx else "HTTP", "--port")
         self.port = socks[0].getsockname()[1]
         server = httpserver.HTTPServer(app, ssl_options=ssl_ctx, xheaders=config.proxy)
         server.add_sockets(socks)
@@ -141,7 +141,7 @@ class Appliance:
             ca_pem = self.cert.ca_file.read_bytes() if self.cert and self.cert.ca_file else None
             info = Onboarding(self.port, ca_pem, self.join_urls(), self.cert.fingerprint if self.cert else "",
                               self.cert.ca_fingerprint if self.cert else None)
-            socks = _bind(config.http_port, config.host, "HTTP")
+            socks = _bind(config.http_port, config.host, "HTTP", "--http-port")
             self.http_port = socks[0].getsockname()[1]
             onboarding = httpserver.HTTPServer(make_onboarding_app(info, str(assets)))
             onboarding.add_sockets(socks)

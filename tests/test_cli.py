@@ -1,0 +1,145 @@
+"""The real command line, started as a subprocess, as an admin would."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from helpers.procs import Meshcall, free_ports, get_json, insecure_context
+from meshcall import __version__
+
+CLI = [sys.executable, "-m", "meshcall"]
+
+
+def run_cli(*args: str, timeout: float = 20, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_version_and_help() -> None:
+    assert run_cli("--version").stdout.strip() == f"meshcall {__version__}"
+    out = run_cli("--help").stdout
+    for flag in ("--host", "--port", "--http-port", "--data-dir", "--cert", "--key", "--max-peers",
+                 "--log-level", "--turn-port", "--no-turn", "--relay-only", "MESHCALL_PORT"):
+        assert flag in out
+
+
+@pytest.mark.parametrize("args,message,code", [
+    (["--bogus"], "unrecognized arguments: --bogus", 2),
+    (["--port", "x"], "--port: invalid literal", 2),
+    (["--cert", "a.pem"], "--cert needs --key too", 2),
+])
+def test_bad_flags_give_one_line_and_nonzero_exit(args: list[str], message: str, code: int) -> None:
+    res = run_cli(*args)
+    assert res.returncode == code
+    assert message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        res = run_cli("--host", "127.0.0.1", "--port", str(port), "--http-port", "0", "--no-turn",
+                      "--data-dir", str(tmp_path / "d"))
+    assert res.returncode == 1
+    assert f"HTTPS port {port} on 127.0.0.1 is already in use" in res.stderr
+    assert "(another meshcall? choose another with --port)" in res.stderr
+    errors = [line for line in res.stderr.splitlines() if "error" in line.lower()]
+    assert "Traceback" not in res.stderr and len(errors) == 1
+
+
+def test_unusable_data_dir_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    res = run_cli("--host", "127.0.0.1", "--port", "0", "--http-port", "0", "--no-turn",
+                  "--data-dir", str(blocker / "data"))
+    assert res.returncode == 1 and "data dir" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_only_one_of_cert_and_key_in_environment(tmp_path: Path) -> None:
+    res = run_cli("--no-turn", env={"MESHCALL_KEY": str(tmp_path / "k.pem")})
+    assert res.returncode == 2 and "--key needs --cert too" in res.stderr
+
+
+def test_serves_https_with_the_generated_chain_and_reuses_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with Meshcall(data_dir=data) as mc:
+        log = mc.output()
+        assert f"join: https://127.0.0.1:{mc.port}/" in log
+        assert "certificate: SHA-256 " in log and f"data dir: {data}" in log
+        assert stat.S_IMODE(os.stat(data).st_mode) == 0o700
+        # A client that trusts only this installation's CA accepts the server.
+        health = get_json(mc.url + "/healthz", ctx=insecure_context(data / "ca.crt"))
+        assert health == {"status": "ok", "version": __version__, "rooms": 0, "peers": 0}
+        first = [line for line in log.splitlines() if "certificate: SHA-256" in line][0].split("SHA-256 ")[1]
+        der = ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate(("127.0.0.1", mc.port)))
+        import hashlib
+        assert hashlib.sha256(der).hexdigest() == first.replace(":", "").lower()
+        code, took = mc.terminate()
+        assert code == 0 and took < 2
+    with Meshcall(data_dir=data) as again:
+        assert f"certificate: SHA-256 {first}" in again.output()
+
+
+def test_onboarding_port_serves_ca_and_redirects(tmp_path: Path) -> None:
+    with Meshcall() as mc:
+        base = f"http://127.0.0.1:{mc.http_port}"
+        page = urllib.request.urlopen(base + "/", timeout=5)
+        html = page.read().decode()
+        assert page.headers["Content-Security-Policy"].startswith("default-src 'self'")
+        for needle in ("/meshcall-ca.crt", "Android", "Certificate Trust Settings", "Windows", "macOS",
+                       "Firefox", f"https://127.0.0.1:{mc.port}/"):
+            assert needle in html
+        ca = urllib.request.urlopen(base + "/meshcall-ca.crt", timeout=5)
+        assert ca.headers["Content-Type"] == "application/x-x509-ca-cert"
+        assert ca.read() == (mc.data_dir / "ca.crt").read_bytes()
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args: object, **kwargs: object) -> None:
+                return None
+
+        opener = urllib.request.build_opener(NoRedirect)
+        with pytest.raises(urllib.error.HTTPError) as err:
+            opener.open(base + "/r/team?name=Ada", timeout=5)
+        assert err.value.code == 307
+        assert err.value.headers["Location"] == f"https://127.0.0.1:{mc.port}/r/team?name=Ada"
+
+
+def test_bring_your_own_certificate(tmp_path: Path) -> None:
+    with Meshcall(data_dir=tmp_path / "made") as made:
+        made.terminate()
+    chain, key = tmp_path / "made" / "server.crt", tmp_path / "made" / "server.key"
+    with Meshcall(["--cert", str(chain), "--key", str(key)], data_dir=tmp_path / "own") as mc:
+        get_json(mc.url + "/healthz", ctx=insecure_context(tmp_path / "made" / "ca.crt"))
+        assert not (tmp_path / "own" / "ca.key").exists()  # no CA made when one is given
+
+
+def test_environment_variables_configure_the_server(tmp_path: Path) -> None:
+    port, http_port = free_ports(2)
+    env = {"MESHCALL_HOST": "127.0.0.1", "MESHCALL_PORT": str(port), "MESHCALL_HTTP_PORT": "0",
+           "MESHCALL_NO_TURN": "1", "MESHCALL_DATA_DIR": str(tmp_path / "d"), "MESHCALL_MAX_PEERS": "2"}
+    proc = subprocess.Popen(CLI, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        import time
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                get_json(f"https://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.05)
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=5)[0].decode()
+    assert f"join: https://127.0.0.1:{port}/" in out and proc.returncode == 0
