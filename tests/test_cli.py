@@ -94,15 +94,15 @@ def test_serves_https_with_the_generated_chain_and_reuses_it(tmp_path: Path) -> 
 def test_onboarding_port_serves_ca_and_redirects(tmp_path: Path) -> None:
     with Meshcall() as mc:
         base = f"http://127.0.0.1:{mc.http_port}"
-        page = urllib.request.urlopen(base + "/", timeout=5)
-        html = page.read().decode()
-        assert page.headers["Content-Security-Policy"].startswith("default-src 'self'")
+        with urllib.request.urlopen(base + "/", timeout=5) as page:
+            html = page.read().decode()
+            assert page.headers["Content-Security-Policy"].startswith("default-src 'self'")
         for needle in ("/meshcall-ca.crt", "Android", "Certificate Trust Settings", "Windows", "macOS",
                        "Firefox", f"https://127.0.0.1:{mc.port}/"):
             assert needle in html
-        ca = urllib.request.urlopen(base + "/meshcall-ca.crt", timeout=5)
-        assert ca.headers["Content-Type"] == "application/x-x509-ca-cert"
-        assert ca.read() == (mc.data_dir / "ca.crt").read_bytes()
+        with urllib.request.urlopen(base + "/meshcall-ca.crt", timeout=5) as ca:
+            assert ca.headers["Content-Type"] == "application/x-x509-ca-cert"
+            assert ca.read() == (mc.data_dir / "ca.crt").read_bytes()
 
         class NoRedirect(urllib.request.HTTPRedirectHandler):
             def redirect_request(self, *args: object, **kwargs: object) -> None:
@@ -113,6 +113,7 @@ def test_onboarding_port_serves_ca_and_redirects(tmp_path: Path) -> None:
             opener.open(base + "/r/team?name=Ada", timeout=5)
         assert err.value.code == 307
         assert err.value.headers["Location"] == f"https://127.0.0.1:{mc.port}/r/team?name=Ada"
+        err.value.close()
 
 
 def test_bring_your_own_certificate(tmp_path: Path) -> None:
