@@ -144,3 +144,34 @@ def test_environment_variables_configure_the_server(tmp_path: Path) -> None:
         proc.terminate()
         out = proc.communicate(timeout=5)[0].decode()
     assert f"join: https://127.0.0.1:{port}/" in out and proc.returncode == 0
+
+
+def test_sigterm_tells_connected_pages_and_exits_within_two_seconds() -> None:
+    import asyncio
+    import json
+
+    from tornado import httpclient, websocket
+
+    async def scenario(mc: Meshcall) -> tuple[list[dict], int | None, int, float]:
+        req = httpclient.HTTPRequest(f"wss://127.0.0.1:{mc.port}/ws", validate_cert=False)
+        conns = [await websocket.websocket_connect(req) for _ in range(2)]
+        for i, conn in enumerate(conns):
+            await conn.write_message(json.dumps({"type": "join", "room": "bye", "name": f"n{i}"}))
+            assert json.loads(await conn.read_message())["type"] == "welcome"
+        assert json.loads(await conns[0].read_message())["type"] == "peer-joined"
+        loop = asyncio.get_running_loop()
+        exit_code_and_time = loop.run_in_executor(None, mc.terminate)
+        frames = []
+        for conn in conns:
+            while (raw := await asyncio.wait_for(conn.read_message(), 5)) is not None:
+                frames.append(json.loads(raw))
+        code, took = await exit_code_and_time
+        for conn in conns:
+            conn.close()
+        return frames, conns[0].close_code, code, took
+
+    with Meshcall() as mc:
+        frames, close_code, code, took = asyncio.run(scenario(mc))
+        assert [f["type"] for f in frames] == ["shutdown", "shutdown"]
+        assert close_code == 1001 and code == 0 and took < 2
+        assert "shutdown: told 2 page(s)" in mc.output()

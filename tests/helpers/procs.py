@@ -121,5 +121,16 @@ class Meshcall:
     def __enter__(self) -> "Meshcall":
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def assert_clean(self) -> None:
+        """Tests run clean: no traceback and no error line in the server's log."""
+        bad = [line for line in self.output().splitlines() if "Traceback" in line or " ERROR " in line]
+        if bad:
+            raise AssertionError("meshcall logged errors:\n" + self.output())
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        try:
+            self.stop()
+            if exc_type is None:
+                self.assert_clean()
+        finally:
+            self.close()
