@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tornado import httpserver, netutil
+from tornado import httpserver, ioloop, netutil
 
 from . import __version__, netinfo
 from .certs import CertificateError, ServerCertificate, ensure_certificates, user_certificate
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 TURN_SECRET_FILE = "turn-secret"
 TURN_CREDENTIAL_TTL = 24 * 3600
 SHUTDOWN_SOCKET_WAIT = 1.0
+ADDRESS_CHECK_SECONDS = 30
 
 
 class StartupError(Exception):
@@ -75,6 +76,8 @@ class Appliance:
         self.port = config.port
         self.http_port = config.http_port
         self._servers: list[httpserver.HTTPServer] = []
+        self._ssl_ctx: ssl.SSLContext | None = None
+        self._watcher: ioloop.PeriodicCallback | None = None
 
     # -- ICE servers for one peer -----------------------------------------------------
 
@@ -131,6 +134,7 @@ class Appliance:
             ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             ssl_ctx.load_cert_chain(self.cert.cert_file, self.cert.key_file)
+            self._ssl_ctx = ssl_ctx
         socks = _bind(config.port, config.host, "HTTPS" if ssl_ctx else "HTTP", "--port")
         self.port = socks[0].getsockname()[1]
         server = httpserver.HTTPServer(app, ssl_options=ssl_ctx, xheaders=config.proxy)
@@ -150,6 +154,29 @@ class Appliance:
         if not config.no_turn:
             await self._start_turn()
         self.hub.start()
+        if self._ssl_ctx is not None and self.cert is not None and self.cert.ca_file is not None:
+            self._watcher = ioloop.PeriodicCallback(self._check_addresses, ADDRESS_CHECK_SECONDS * 1000)
+            self._watcher.start()
+
+    def _check_addresses(self) -> None:
+        self.refresh_certificate()
+
+    def refresh_certificate(self) -> bool:
+        """Reissue the leaf when an address appears (DHCP, a new network) while running;
+        new TLS handshakes use it at once, and trusted devices stay trusted (same CA)."""
+        if self._ssl_ctx is None or self.cert is None or self.cert.ca_file is None:
+            return False
+        try:
+            fresh = ensure_certificates(self.data_dir, netinfo.hostname(), netinfo.interface_addresses())
+        except (OSError, ValueError) as exc:
+            log.warning("certificates: cannot check for address changes: %s", exc)
+            return False
+        if fresh.fingerprint == self.cert.fingerprint:
+            return False
+        self._ssl_ctx.load_cert_chain(fresh.cert_file, fresh.key_file)
+        self.cert = fresh
+        log.info("certificate: reissued for new addresses; SHA-256 %s", fresh.fingerprint)
+        return True
 
     async def _start_turn(self) -> None:
         from .turn.server import TurnConfig, TurnServer, self_check
@@ -212,6 +239,8 @@ class Appliance:
         while self.hub.sockets and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
         self.hub.stop()
+        if self._watcher is not None:
+            self._watcher.stop()
         for server in self._servers:
             server.stop()
         if self.turn is not None:

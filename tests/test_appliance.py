@@ -1,0 +1,48 @@
+"""The appliance in-process: behaviour that needs a hand on its clock or its view of the network."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import ssl
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from meshcall import netinfo
+from meshcall.server import Appliance
+from meshcall.settings import Config
+
+
+def served_certificate(port: int) -> x509.Certificate:
+    pem = ssl.get_server_certificate(("127.0.0.1", port))
+    return x509.load_pem_x509_certificate(pem.encode())
+
+
+def test_new_address_while_running_reissues_the_leaf_from_the_same_ca(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        app = Appliance(Config(host="127.0.0.1", port=0, http_port=0, no_turn=True, data_dir=tmp_path))
+        await app.start()
+        try:
+            before = await asyncio.to_thread(served_certificate, app.port)
+            assert app.refresh_certificate() is False  # nothing changed: nothing reissued
+            new = ipaddress.ip_address("10.9.8.7")
+            real = netinfo.interface_addresses
+            monkeypatch.setattr(netinfo, "interface_addresses", lambda include_loopback=True: real() + [new])
+            assert app.refresh_certificate() is True
+            after = await asyncio.to_thread(served_certificate, app.port)
+            sans = after.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            assert new in sans.get_values_for_type(x509.IPAddress)
+            assert after.issuer == before.issuer and after.serial_number != before.serial_number
+            # The new leaf verifies against the CA devices already trust.
+            ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+            reader, writer = await asyncio.open_connection("127.0.0.1", app.port, ssl=ctx,
+                                                           server_hostname="localhost")
+            writer.close()
+            await writer.wait_closed()
+        finally:
+            await app.stop()
+
+    asyncio.run(scenario())
