@@ -216,6 +216,15 @@ class SignalingTest(ServerCase):
             assert await c.closed() == close
 
     @gen_test
+    async def test_huge_frame_is_cut_off_by_the_websocket_layer(self) -> None:
+        bystander = await self.client()
+        await bystander.join()
+        c = await self.client()
+        await c.send(json.dumps({"type": "ping", "pad": "x" * 300_000}))
+        assert await c.closed() == 1009
+        await bystander.alive()
+
+    @gen_test
     async def test_flood_is_rate_limited(self) -> None:
         other = await self.client()
         await other.join()
