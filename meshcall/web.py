@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,7 +123,11 @@ class QrHandler(SecureHandler):
         url = f"{self.request.protocol}://{self.request.host}/" + (f"r/{room}" if room else "")
         self.set_header("Content-Type", "image/svg+xml")
         self.set_header("Cache-Control", "no-cache")
-        self.finish(segno.make(url, error="m").svg_inline(scale=6, border=2, dark="#111", light="#fff"))
+        # A standalone SVG document (with its xmlns, unlike svg_inline) so that <img src> renders it.
+        out = io.BytesIO()
+        segno.make(url, error="m").save(out, kind="svg", xmldecl=False, nl=False, scale=6, border=2,
+                                        dark="#111", light="#fff")
+        self.finish(out.getvalue())
 
 
 def make_app(ctx: AppContext, **settings: Any) -> web.Application:
