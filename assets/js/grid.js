@@ -156,9 +156,11 @@ export class Grid {
       const rows = Math.ceil(n / cols);
       let w = (W - GAP * (cols - 1)) / cols;
       let h = (H - GAP * (rows - 1)) / rows;
-      // Tiles keep roughly 4:3, but may stretch up to 4:3 → 3:4 to use a tall phone screen.
-      if (w / h > TILE_ASPECT) w = h * TILE_ASPECT;
-      else if (h / w > 1 / 0.75) h = w / 0.75;
+      // Tiles are 4:3 to 16:9 on a landscape stage; on a portrait phone they may go up to 3:4.
+      const wide = W >= H ? 16 / 9 : TILE_ASPECT;
+      const narrow = W >= H ? TILE_ASPECT : 3 / 4;
+      if (w / h > wide) w = h * wide;
+      else if (w / h < narrow) h = w / narrow;
       if (w * h > best.w * best.h) best = { cols, w: Math.floor(w), h: Math.floor(h) };
     }
     this.container.style.gridTemplateColumns = `repeat(${best.cols}, ${best.w}px)`;

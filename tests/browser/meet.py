@@ -81,3 +81,16 @@ def frames_rising(page: Any, peer_id: str, timeout: float = 10) -> int:
 
 def joined_id(page: Any, timeout: float = 20) -> str:
     return wait_for(lambda: (s := state(page))["phase"] == "joined" and s["id"], timeout, what="welcome")
+
+
+def stalled(page: Any, peer_id: str, key: str, gap: float = 1.0) -> bool:
+    """Whether a stats counter for peer_id stays still for `gap` seconds."""
+    before = stats(page)[peer_id][key]
+    time.sleep(gap)
+    return stats(page)[peer_id][key] == before
+
+
+def rising(page: Any, peer_id: str, key: str, gap: float = 1.0) -> bool:
+    before = stats(page)[peer_id][key]
+    time.sleep(gap)
+    return stats(page)[peer_id][key] > before

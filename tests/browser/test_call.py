@@ -7,7 +7,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from browser.meet import decoding_from, frames_rising, joined_id, room_url, state, stats, wait_for
+from browser.meet import (decoding_from, frames_rising, joined_id, rising, room_url, stalled, state, stats,
+                          wait_for)
 
 pytestmark = [pytest.mark.browser, pytest.mark.netns]
 
@@ -38,3 +39,92 @@ def test_two_people_see_and_hear_each_other(server, open_page):
     foreign = [u for u in requests if urlsplit(u).scheme not in ("data", "blob") and urlsplit(u).netloc != origin]
     assert not foreign, foreign
     print(f"\ntwo people: first frames both ways {first_frame:.2f}s after opening the first page")
+
+
+def _pair(server, open_page, room, first="Ada", second="Grace"):
+    a = open_page(room_url(server.url, room, first))
+    b = open_page(room_url(server.url, room, second))
+    ida, idb = joined_id(a), joined_id(b)
+    wait_for(lambda: decoding_from(a, {idb}) and decoding_from(b, {ida}), 20, what="media both ways")
+    return a, b, ida, idb
+
+
+def test_mic_and_camera_toggles_reach_the_other_side_and_stop_sending(server, open_page):
+    a, b, ida, idb = _pair(server, open_page, "toggles")
+    tile_on_b = b.locator(f'.tile[data-peer-id="{ida}"]')
+    mic, cam = a.locator("#ctl-mic"), a.locator("#ctl-cam")
+
+    a.locator("body").press("m")  # keyboard shortcut
+    wait_for(lambda: tile_on_b.get_attribute("data-audio") == "false", 5, what="mic-off on the other page")
+    assert tile_on_b.locator(".mic-off").is_visible()
+    assert mic.get_attribute("aria-pressed") == "false"
+    wait_for(lambda: stalled(a, idb, "audioPacketsSent"), 10, what="audio sending to stop")
+
+    cam.click()
+    wait_for(lambda: tile_on_b.get_attribute("data-video") == "false", 5, what="camera-off on the other page")
+    assert tile_on_b.locator(".avatar").inner_text() == "A"
+    assert cam.get_attribute("aria-pressed") == "false"
+    wait_for(lambda: stalled(a, idb, "framesEncoded"), 10, what="video sending to stop")
+    assert stalled(b, ida, "framesDecoded")
+
+    a.locator("body").press("v")
+    a.locator("body").press("m")
+    wait_for(lambda: tile_on_b.get_attribute("data-video") == "true"
+             and tile_on_b.get_attribute("data-audio") == "true", 5, what="media back on at the other page")
+    assert mic.get_attribute("aria-pressed") == "true" and cam.get_attribute("aria-pressed") == "true"
+    wait_for(lambda: rising(a, idb, "framesEncoded") and rising(a, idb, "audioPacketsSent"), 10,
+             what="sending to resume")
+    frames_rising(b, ida)
+    tracks = a.evaluate("() => window.meshcall.localTracks().map(t => [t.kind, t.enabled, t.readyState])")
+    assert sorted(tracks) == [["audio", True, "live"], ["video", True, "live"]]
+
+
+def test_a_hostile_name_is_shown_as_text(server, open_page):
+    name = "<img src=x onerror=alert(1)>"
+    dialogs: list[str] = []
+    a, b, ida, idb = _pair(server, open_page, "names", first=name)
+    for page in (a, b):
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    assert b.locator(f'.tile[data-peer-id="{ida}"] .name').inner_text() == name
+    assert a.locator('.tile[data-self="true"] .name').inner_text() == name
+    for page in (a, b):
+        assert page.locator("#grid img").count() == 0
+    assert b.locator(f'.tile[data-peer-id="{ida}"]').get_attribute("aria-label") == name
+    assert not dialogs
+
+
+def test_a_closed_tab_disappears_from_the_grid(server, open_page):
+    a, b, ida, idb = _pair(server, open_page, "closing")
+    assert a.locator(".tile").count() == 2
+    b.close()
+    wait_for(lambda: a.locator(f'.tile[data-peer-id="{idb}"]').count() == 0, 10, what="the tile to go")
+    assert a.locator(".tile").count() == 1
+    assert state(a)["peers"] == {}
+
+
+def test_six_people_form_a_full_mesh_and_a_seventh_is_turned_away(server, browser, open_page):
+    context = browser.new_context(ignore_https_errors=True, viewport={"width": 640, "height": 480})
+    try:
+        t0 = time.monotonic()
+        pages = [open_page(room_url(server.url, "six", f"P{i}"), context=context) for i in range(6)]
+        ids = [joined_id(p, 30) for p in pages]
+        assert len(set(ids)) == 6
+        for page, me in zip(pages, ids):
+            others = set(ids) - {me}
+            wait_for(lambda: decoding_from(page, others), 60, 0.5, what=f"{me} decoding all five others")
+        mesh = time.monotonic() - t0
+        for page, me in zip(pages, ids):
+            assert page.locator(".tile").count() == 6
+            assert page.locator('.tile[data-state="connected"]').count() == 6
+
+        seventh = open_page(room_url(server.url, "six", "Late"), context=context)
+        wait_for(lambda: state(seventh)["phase"] == "full", 20, what="room-full")
+        assert seventh.locator("#message").is_visible()
+        assert "full" in seventh.locator("#message-title").inner_text().lower()
+        assert "6" in seventh.locator("#message-text").inner_text()
+        assert seventh.evaluate("() => window.meshcall.peers().size") == 0
+        assert seventh.locator('.tile:not([data-self="true"])').count() == 0
+        assert not seventh.locator("#call").is_visible()
+        print(f"\nsix people: full mesh (30 streams decoding) {mesh:.2f}s after opening the first page")
+    finally:
+        context.close()
