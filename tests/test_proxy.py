@@ -254,3 +254,28 @@ def test_cross_origin_upgrade_through_nginx_is_refused(proxied: dict[str, Any]) 
         asyncio.run(ws_join(url, "https://evil.example", proxied["ca"]))
     assert err.value.code == 403
     assert "joined" not in proxied["mc"].output()
+
+
+def test_ice_servers_name_the_host_the_browser_used(tmp_path: Path) -> None:
+    """Behind the proxy meshcall's socket is nginx's: the STUN/TURN addresses handed to a
+    page must come from the Host it asked for, not from the upstream connection."""
+    ca, chain, key = make_site_certificate(tmp_path)
+    mc = ProxiedMeshcall(turn=True)
+    https_port, http_port = free_ports(2)
+    (tmp_path / "nginx").mkdir()
+    nginx = Nginx(tmp_path / "nginx", recipe_for_test(mc.port, https_port, http_port, chain, key), https_port)
+    try:
+        mc.start()
+        nginx.start()
+        host = f"localhost:{https_port}"
+        welcome = asyncio.run(ws_join(f"wss://127.0.0.1:{https_port}/ws", f"https://{host}", ca, host=host))
+        urls = [u for server in welcome["iceServers"] for u in server["urls"]]
+        assert f"stun:localhost:{mc.turn_port}" in urls, urls
+        assert all("127.0.0.1" not in u for u in urls), urls
+    except BaseException:
+        print(mc.output())
+        print(nginx.logs())
+        raise
+    finally:
+        nginx.stop()
+        mc.close()
