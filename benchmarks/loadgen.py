@@ -15,6 +15,7 @@ is bounded in time; every loop is bounded in count.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import time
@@ -26,15 +27,17 @@ CANDIDATES = 8
 MAX_SAMPLES = 400_000
 
 
+@functools.lru_cache(maxsize=4)
 def fake_sdp(kind: str, size: int = SDP_SIZE) -> str:
     """A plausible-looking SDP of about `size` characters."""
     head = ["v=0", "o=- 4611731400430051336 2 IN IP4 127.0.0.1", "s=-", "t=0 0",
             "a=group:BUNDLE 0 1", "a=extmap-allow-mixed", "a=msid-semantic: WMS stream"]
     lines = list(head)
-    i = 0
-    while sum(len(x) + 2 for x in lines) < size:
+    i, length = 0, sum(len(x) + 2 for x in lines)
+    while length < size:
         lines.append(f"a=rtpmap:{96 + i % 30} VP8/90000" if i % 3 else
                      f"a=fmtp:{96 + i % 30} level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f")
+        length += len(lines[-1]) + 2
         i += 1
     lines.append(f"a=setup:{'actpass' if kind == 'offer' else 'active'}")
     return "\r\n".join(lines)[:size]
@@ -291,7 +294,12 @@ def worker_main(kind: str, url: str, rooms: list[str], conn: Connection) -> None
         tls = ssl.create_default_context()
         tls.check_hostname = False
         tls.verify_mode = ssl.CERT_NONE
-    os.environ.setdefault("PYTHONASYNCIODEBUG", "0")
+    if os.environ.get("BENCH_PROFILE_WORKERS"):  # a profile per worker, for looking at client cost
+        import cProfile
+
+        cProfile.runctx("asyncio.run(Worker(kind, url, rooms, tls).serve(conn))", globals(), locals(),
+                        f"/tmp/bench-worker-{os.getpid()}.prof")
+        return
     asyncio.run(Worker(kind, url, rooms, tls).serve(conn))
 
 
