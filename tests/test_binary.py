@@ -283,3 +283,20 @@ def test_two_people_call_through_the_executable(binary_server: Binary) -> None:
                 ctx.close()
     assert not errors, errors
     assert get_json(binary_server.url + "/healthz", insecure_context())["status"] == "ok"
+
+
+def test_the_systemd_unit_verifies_with_the_built_executable(exe: Path, tmp_path: Path) -> None:
+    """deploy/meshcall.service as systemd reads it (systemd-analyze verify), with ExecStart
+    pointing at this build instead of /usr/local/bin/meshcall."""
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is missing (Debian package systemd)"
+    unit = (ROOT / "deploy" / "meshcall.service").read_text()
+    assert unit.count("ExecStart=/usr/local/bin/meshcall --data-dir /var/lib/meshcall\n") == 1
+    (tmp_path / "meshcall.service").write_text(unit.replace("ExecStart=/usr/local/bin/meshcall ",
+                                                            f"ExecStart={exe} "))
+    res = subprocess.run([analyze, "verify", str(tmp_path / "meshcall.service")], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0 and not res.stderr.strip(), res.stderr
+    for line in ("DynamicUser=yes", "StateDirectory=meshcall", "Restart=on-failure", "KillMode=mixed",
+                 "AmbientCapabilities=CAP_NET_BIND_SERVICE", "NoNewPrivileges=yes", "ProtectSystem=strict"):
+        assert f"\n{line}\n" in unit, line
