@@ -26,9 +26,11 @@ FINGERPRINT_XOR = 0x5354554E
 INTEGRITY_LENGTH = 20
 INTEGRITY_SHA256_LENGTH = 32
 INTEGRITY_SHA256_MIN_LENGTH = 16
-# RFC 8656 §12: channel numbers 0x4000 through 0x4FFF.
+# RFC 8656 §12 narrows channel numbers to 0x4000-0x4FFF, but RFC 5766 §11
+# allowed up to 0x7FFF and deployed clients (coturn's among them) still pick
+# from the whole range, as coturn's server accepts; so does this one.
 CHANNEL_MIN = 0x4000
-CHANNEL_MAX = 0x4FFF
+CHANNEL_MAX = 0x7FFF
 CHANNEL_HEADER_LENGTH = 4
 # RFC 8656 §14.7: REQUESTED-TRANSPORT protocol number for UDP.
 TRANSPORT_UDP = 17
@@ -502,14 +504,14 @@ def unpack_address_family(value: bytes) -> int:
 
 
 def is_channel_data(data: bytes) -> bool:
-    """The first two bits 0b01 mark ChannelData (RFC 8656 §12, RFC 7983 §7)."""
-    return len(data) >= 1 and 0x40 <= data[0] <= 0x4F
+    """The first two bits 0b01 mark ChannelData (RFC 8656 §12, RFC 5766 §11)."""
+    return len(data) >= 1 and 0x40 <= data[0] <= 0x7F
 
 
 def pack_channel_data(channel: int, payload: bytes, pad: bool = False) -> bytes:
     """ChannelData message; ``pad`` to 4 bytes as required over TCP (RFC 8656 §12.5)."""
     if not CHANNEL_MIN <= channel <= CHANNEL_MAX:
-        raise ValueError(f"channel number {channel:#06x} not in 0x4000-0x4FFF")
+        raise ValueError(f"channel number {channel:#06x} not in 0x4000-0x7FFF")
     if len(payload) > 0xFFFF:
         raise ValueError("ChannelData payload longer than 65535 bytes")
     head = _STRUCT_CHANNEL.pack(channel, len(payload))
@@ -524,7 +526,7 @@ def unpack_channel_data(data: bytes) -> tuple[int, bytes]:
         raise StunError(f"ChannelData of {len(data)} bytes is shorter than its 4-byte header")
     channel, length = _STRUCT_CHANNEL.unpack_from(data, 0)
     if not CHANNEL_MIN <= channel <= CHANNEL_MAX:
-        raise StunError(f"channel number {channel:#06x} not in 0x4000-0x4FFF")
+        raise StunError(f"channel number {channel:#06x} not in 0x4000-0x7FFF")
     if CHANNEL_HEADER_LENGTH + length > len(data):
         raise StunError(f"ChannelData length {length} is longer than the {len(data) - 4} bytes that follow")
     return channel, bytes(data[CHANNEL_HEADER_LENGTH : CHANNEL_HEADER_LENGTH + length])
@@ -548,6 +550,6 @@ def stream_frame_length(buffer: bytes | bytearray) -> int | None:
         if length % 4:
             raise StunError(f"STUN message length {length} in stream is not a multiple of 4")
         return HEADER_LENGTH + length
-    if first <= 0x4F:
+    if first <= 0x7F:
         return CHANNEL_HEADER_LENGTH + length + ((-length) % 4)
     raise StunError(f"stream byte {first:#04x} starts neither STUN nor ChannelData")

@@ -18,7 +18,8 @@ import socket
 import struct
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import cast
 
 from . import codec
 from .allocations import DEFAULT_LIFETIME, Address, Allocation, AllocationTable, FiveTuple
@@ -133,8 +134,7 @@ class _ListenerProtocol(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[type-arg]
         if self.transport is None:
@@ -153,9 +153,8 @@ class _TcpProtocol(asyncio.Protocol):
         self.link: _TcpLink | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         peer = transport.get_extra_info("peername")
-        self.link = _TcpLink(transport, _addr2(peer), self.local)
+        self.link = _TcpLink(cast(asyncio.Transport, transport), _addr2(peer), self.local)
         self.server._tcp_links.add(self.link)
 
     def data_received(self, data: bytes) -> None:
@@ -359,7 +358,7 @@ class TurnServer:
 
     def _on_client_packet(self, link: _Link, data: bytes) -> None:
         try:
-            if data and 0x40 <= data[0] <= 0x4F:
+            if data and 0x40 <= data[0] <= 0x7F:
                 self._on_channel_data(link, data)
             elif len(data) <= MAX_DATAGRAM:
                 self._on_stun(link, data)
@@ -520,7 +519,7 @@ class TurnServer:
             self._challenge(link, request, 401, "bad username")
             return None
         if not self.config.secret or username_expired(username, time.time()):
-            logger.info("TURN: refusing expired or invalid username %r from %s", username[:64], link.client)
+            logger.debug("TURN: refusing expired or invalid username %r from %s", username[:64], link.client)
             self._challenge(link, request, 401, "expired or invalid username")
             return None
         key = codec.long_term_key(username, self.config.realm, rest_password(self.config.secret, username))
@@ -530,7 +529,7 @@ class TurnServer:
         else:
             valid = codec.verify_integrity(request, key)
         if not valid:
-            logger.info("TURN: wrong credentials for %r from %s", username[:64], link.client)
+            logger.debug("TURN: wrong credentials for %r from %s", username[:64], link.client)
             self._challenge(link, request, 401, "wrong credentials")
             return None
         if not self._nonce_fresh(nonce, link):

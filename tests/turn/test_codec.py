@@ -207,6 +207,6 @@ def test_malformed_values_raise() -> None:
     with pytest.raises(StunError):
         codec.unpack_channel_data(b"\x40\x00\x00\x09abc")
     with pytest.raises(StunError):
-        codec.unpack_channel_data(b"\x50\x00\x00\x00")
+        codec.unpack_channel_data(b"\x80\x00\x00\x00")
     with pytest.raises(StunError):
         codec.stream_frame_length(b"\xff\x00\x00\x00")
