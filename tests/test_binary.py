@@ -53,8 +53,10 @@ def newest_source_mtime() -> float:
 def exe() -> Path:
     """dist/meshcall, rebuilt with ./scripts/build when missing or stale."""
     if not EXE.is_file() or EXE.stat().st_mtime < newest_source_mtime():
+        # Built with this interpreter (scripts/test installs the [build] extra): the suite
+        # runs in a network namespace, where scripts/build could not make its own venv.
         res = subprocess.run([str(ROOT / "scripts" / "build")], cwd=ROOT, capture_output=True, text=True,
-                             timeout=BUILD_TIMEOUT)
+                             timeout=BUILD_TIMEOUT, env={**os.environ, "BUILD_PYTHON": sys.executable})
         assert res.returncode == 0, f"./scripts/build failed ({res.returncode}):\n{res.stdout}\n{res.stderr}"
         assert EXE.is_file(), f"./scripts/build did not leave {EXE}:\n{res.stdout}\n{res.stderr}"
     return EXE
