@@ -232,6 +232,31 @@ def test_sigterm_exits_0_quickly_and_cleans_up_and_a_restart_reuses_the_certific
     assert fingerprints[0] == fingerprints[1]
 
 
+def test_default_data_dir_is_the_modules(exe: Path, tmp_path: Path) -> None:
+    """Without --data-dir both use the per-user data directory (here under XDG_DATA_HOME),
+    and the executable reuses what the module made there."""
+    env = {"XDG_DATA_HOME": str(tmp_path / "xdg"), "HOME": str(tmp_path / "home")}
+    expected = tmp_path / "xdg" / "meshcall"
+    fingerprints = []
+    for runner in ("module", "binary"):
+        mc = Binary(exe, env=env) if runner == "binary" else Meshcall(env=env)
+        at = mc.args.index("--data-dir")
+        del mc.args[at:at + 2]
+        try:
+            mc.start()
+            assert f"data dir: {expected}" in mc.output()
+            found = FINGERPRINT_RE.search(mc.output())
+            assert found, mc.output()
+            fingerprints.append(found.group(1))
+            assert mc.terminate(timeout=2)[0] == 0
+        except BaseException:
+            print(mc.output())
+            raise
+        finally:
+            mc.close()
+    assert (expected / "ca.crt").is_file() and fingerprints[0] == fingerprints[1]
+
+
 def test_sigint_like_ctrl_c_also_exits_0(exe: Path, tmp_path: Path) -> None:
     mc = Binary(exe, data_dir=tmp_path / "data")
     try:
