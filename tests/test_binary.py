@@ -289,7 +289,8 @@ def test_two_people_call_through_the_executable(binary_server: Binary) -> None:
     from helpers.browser import chromium
 
     errors: list[str] = []
-    with chromium() as browser:
+    with chromium() as launched:
+        browser: Any = launched
         contexts: list[Any] = []
         try:
             pages = []
