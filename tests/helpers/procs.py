@@ -57,7 +57,8 @@ class Meshcall:
     """One running meshcall process on free loopback ports with its own data dir."""
 
     def __init__(self, args: Sequence[str] = (), command: Sequence[str] | None = None,
-                 data_dir: Path | None = None, turn: bool = False, env: dict[str, str] | None = None) -> None:
+                 data_dir: Path | None = None, turn: bool = False, env: dict[str, str] | None = None,
+                 host: str = "127.0.0.1") -> None:
         self._tmp = None
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="meshcall-test-")
@@ -65,7 +66,8 @@ class Meshcall:
         self.data_dir = data_dir
         self.port, self.http_port, self.turn_port = free_ports(3)
         self.command = list(command or [sys.executable, "-m", "meshcall"])
-        self.args = ["--host", "127.0.0.1", "--port", str(self.port), "--http-port", str(self.http_port),
+        self.host = host
+        self.args = ["--host", host, "--port", str(self.port), "--http-port", str(self.http_port),
                      "--data-dir", str(data_dir), *(["--turn-port", str(self.turn_port)] if turn else ["--no-turn"]),
                      *args]
         self.env = {**os.environ, **(env or {})}
@@ -74,7 +76,7 @@ class Meshcall:
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.host}:{self.port}"
 
     def start(self, timeout: float = 20) -> "Meshcall":
         self.proc = subprocess.Popen(self.command + self.args, stdout=self.log_file, stderr=subprocess.STDOUT,
