@@ -16,6 +16,8 @@
 
 export const RESTART_AFTER_DISCONNECTED = 3500;
 export const REBUILD_AFTER_RESTART = 10000;
+/** A first connection that has not come up by then is treated like a failed one. */
+export const CONNECT_TIMEOUT = 15000;
 
 const KINDS = /** @type {const} */ (['audio', 'video']);
 
@@ -62,6 +64,10 @@ export class Peer extends EventTarget {
     this.restartTimer = undefined;
     /** @type {ReturnType<typeof setTimeout>|undefined} */
     this.rebuildTimer = undefined;
+    /** @type {ReturnType<typeof setTimeout>|undefined} */
+    this.connectTimer = setTimeout(() => {
+      if (this.state === 'connecting') this.restartIce();
+    }, CONNECT_TIMEOUT);
 
     const pc = new RTCPeerConnection(config);
     this.pc = pc;
@@ -169,6 +175,7 @@ export class Peer extends EventTarget {
   _connectionChanged() {
     const s = this.pc.connectionState;
     if (s === 'connected') {
+      clearTimeout(this.connectTimer);
       clearTimeout(this.restartTimer);
       clearTimeout(this.rebuildTimer);
       this.restartTimer = this.rebuildTimer = undefined;
@@ -202,6 +209,7 @@ export class Peer extends EventTarget {
   }
 
   close() {
+    clearTimeout(this.connectTimer);
     clearTimeout(this.restartTimer);
     clearTimeout(this.rebuildTimer);
     this.pc.onnegotiationneeded = this.pc.onicecandidate = this.pc.ontrack = null;

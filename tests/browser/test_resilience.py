@@ -160,3 +160,20 @@ def test_sigterm_shows_server_went_away_and_pages_come_back(server, open_page):
              a.locator(f'.tile[data-peer-id="{state(b)["id"]}"] .name').inner_text()}
     assert names == {"Ada", "Grace"}
     print(f"\nSIGTERM: exit code {code} after {took:.2f}s")
+
+
+def test_a_connection_an_ice_restart_cannot_save_is_rebuilt(server, open_page):
+    a, b, ida, idb = _pair(server, open_page, "rebuild")
+    _mark(a, idb)
+    old_pc = a.evaluate("(id) => { window.__oldPc = window.meshcall.peers().get(id); return true; }", idb)
+    with udp_blackhole():
+        wait_for(lambda: state(a)["rebuilds"] + state(b)["rebuilds"] > 0, 40, 0.5,
+                 what="the connection to be rebuilt after a failed ICE restart")
+    wait_for(lambda: state(a)["peers"].get(idb) == "connected" and state(b)["peers"].get(ida) == "connected",
+             30, what="connected again")
+    frames_rising(a, idb)
+    frames_rising(b, ida)
+    assert old_pc and a.evaluate("(id) => window.meshcall.peers().get(id) !== window.__oldPc", idb)
+    assert _still_marked(a, idb), "the tile stays while its connection is rebuilt"
+    sa, sb = state(a), state(b)
+    print(f"\nrebuild: ICE restarts {sa['iceRestarts']}+{sb['iceRestarts']}, rebuilds {sa['rebuilds']}+{sb['rebuilds']}")
