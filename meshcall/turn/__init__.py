@@ -7,3 +7,9 @@
 - :mod:`meshcall.turn.server`: :class:`TurnServer`, the asyncio transports.
 - :mod:`meshcall.turn.selfcheck`: :func:`self_check`, an allocation through the server itself.
 """
+
+from .credentials import rest_credentials, rest_password, username_expired
+from .selfcheck import self_check
+from .server import TurnConfig, TurnServer
+
+__all__ = ["TurnConfig", "TurnServer", "rest_credentials", "rest_password", "self_check", "username_expired"]
