@@ -39,6 +39,9 @@ PORT_ATTEMPTS = 64
 # A TCP client whose unsent output exceeds this gets relayed data dropped.
 TCP_WRITE_LIMIT = 1_000_000
 SWEEP_INTERVAL = 1.0
+# Socket buffers asked for on UDP sockets (the kernel may cap them), so that
+# a scheduling hiccup does not drop a burst of media.
+UDP_BUFFER_BYTES = 1 << 20
 # Datagrams larger than a STUN/ChannelData message can be are dropped unread.
 MAX_DATAGRAM = 0xFFFF + codec.HEADER_LENGTH
 
@@ -259,6 +262,7 @@ class TurnServer:
             try:
                 if family == socket.AF_INET6:
                     udp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                _enlarge_buffers(udp)
                 udp.bind((host, port))
             except OSError as exc:
                 udp.close()
@@ -697,6 +701,7 @@ class TurnServer:
             except OSError:
                 sock.close()
                 continue
+            _enlarge_buffers(sock)
             if not reserve:
                 return sock, None
             spare = socket.socket(family, socket.SOCK_DGRAM)
@@ -905,6 +910,14 @@ class TurnServer:
             self._counters["bytes_relayed"] += len(data)
         except Exception:  # noqa: BLE001 - the last line of defence; logged loudly
             logger.exception("TURN: internal error relaying from %s to %s", addr, allocation.relayed)
+
+
+def _enlarge_buffers(sock: socket.socket) -> None:
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER_BYTES)
+        except OSError as exc:
+            logger.debug("TURN: cannot set socket buffer: %s", exc)
 
 
 def _set_dont_fragment(sock: socket.socket) -> None:
