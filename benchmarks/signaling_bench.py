@@ -75,7 +75,7 @@ def run_one(stack: str, rooms: int, rate: float, duration: float, workers: int =
                 log(f"  {stack}: {joined}/{rooms * 6} connections joined in {out['join_seconds']:.1f}s")
 
                 c0 = cpu_seconds(pid)
-                res = lg.run("negotiate", 120.0, timeout=180)
+                res = lg.run("negotiate", 60.0, timeout=120)
                 neg_cpu = cpu_seconds(pid) - c0
                 got, want = sum(r["received"] for r in res), sum(r["expected"] for r in res)
                 out["negotiation"] = {"frames": got, "expected": want, "seconds": max(r["seconds"] for r in res),
