@@ -39,9 +39,12 @@ PORT_ATTEMPTS = 64
 # A TCP client whose unsent output exceeds this gets relayed data dropped.
 TCP_WRITE_LIMIT = 1_000_000
 SWEEP_INTERVAL = 1.0
+# TCP connections accepted at once (each may hold one allocation).
+MAX_TCP_CONNECTIONS = 1000
 # Socket buffers asked for on UDP sockets (the kernel may cap them), so that
 # a scheduling hiccup does not drop a burst of media.
 UDP_BUFFER_BYTES = 1 << 20
+_CHANNEL_HEADER = struct.Struct("!HH")
 # Datagrams larger than a STUN/ChannelData message can be are dropped unread.
 MAX_DATAGRAM = 0xFFFF + codec.HEADER_LENGTH
 
@@ -142,7 +145,13 @@ class _ListenerProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[type-arg]
         if self.transport is None:
             return
-        self.server._on_client_packet(_UdpLink(self.transport, _addr2(addr), self.local), data)
+        client = addr if len(addr) == 2 else _addr2(addr)
+        if data and 0x40 <= data[0] <= 0x7F:
+            # The hot path: ChannelData needs only the allocation, not a link.
+            allocation = self.server._table.by_five_tuple.get(("udp", client, self.local))
+            self.server._on_channel_data(allocation, data)
+            return
+        self.server._on_client_packet(_UdpLink(self.transport, client, self.local), data)
 
     def error_received(self, exc: Exception) -> None:
         logger.debug("TURN: UDP listener %s: %s", self.local, exc)
@@ -156,6 +165,10 @@ class _TcpProtocol(asyncio.Protocol):
         self.link: _TcpLink | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if len(self.server._tcp_links) >= MAX_TCP_CONNECTIONS:
+            logger.warning("TURN: refusing a TCP connection: %d open already", MAX_TCP_CONNECTIONS)
+            transport.close()
+            return
         peer = transport.get_extra_info("peername")
         self.link = _TcpLink(cast(asyncio.Transport, transport), _addr2(peer), self.local)
         self.server._tcp_links.add(self.link)
@@ -344,6 +357,10 @@ class TurnServer:
             "errors": 0,
         }
         result.update(self._counters)
+        for allocation in self._table.by_five_tuple.values():
+            result["packets_to_peers"] += allocation.packets_to_peer
+            result["packets_to_clients"] += allocation.packets_to_client
+            result["bytes_relayed"] += allocation.bytes_relayed
         result["packets_relayed"] = result["packets_to_peers"] + result["packets_to_clients"]
         return result
 
@@ -363,32 +380,33 @@ class TurnServer:
     def _on_client_packet(self, link: _Link, data: bytes) -> None:
         try:
             if data and 0x40 <= data[0] <= 0x7F:
-                self._on_channel_data(link, data)
+                self._on_channel_data(self._table.by_five_tuple.get(link.five_tuple), data)
             elif len(data) <= MAX_DATAGRAM:
                 self._on_stun(link, data)
         except Exception:  # noqa: BLE001 - the last line of defence; logged loudly
             logger.exception("TURN: internal error on a packet from %s", link.client)
 
-    def _on_channel_data(self, link: _Link, data: bytes) -> None:
+    def _on_channel_data(self, allocation: Allocation | None, data: bytes) -> None:
         # RFC 8656 §12.6: ChannelData from the client goes to the bound peer.
-        allocation = self._table.by_five_tuple.get(link.five_tuple)
-        if allocation is None or allocation.relay is None or len(data) < 4:
-            self._counters["packets_dropped"] += 1
-            return
-        channel, length = struct.unpack_from("!HH", data, 0)
-        now = time.monotonic()
-        peer = allocation.channel_peer(channel, now)
-        if peer is None or 4 + length > len(data) or not allocation.has_permission(peer[0], now):
-            self._counters["packets_dropped"] += 1
-            return
-        if not allocation.bucket.take(length, now):
-            allocation.dropped += 1
-            self._counters["packets_dropped"] += 1
-            return
-        allocation.relay.sendto(data[4 : 4 + length], peer)
-        allocation.packets_to_peer += 1
-        self._counters["packets_to_peers"] += 1
-        self._counters["bytes_relayed"] += length
+        try:
+            if allocation is None or allocation.relay is None or len(data) < 4:
+                self._counters["packets_dropped"] += 1
+                return
+            channel, length = _CHANNEL_HEADER.unpack_from(data, 0)
+            now = time.monotonic()
+            peer = allocation.channel_peer(channel, now)
+            if peer is None or 4 + length > len(data) or not allocation.has_permission(peer[0], now):
+                self._counters["packets_dropped"] += 1
+                return
+            if not allocation.bucket.take(length, now):
+                allocation.dropped += 1
+                self._counters["packets_dropped"] += 1
+                return
+            allocation.relay.sendto(data[4 : 4 + length], peer)
+            allocation.packets_to_peer += 1
+            allocation.bytes_relayed += length
+        except Exception:  # noqa: BLE001 - the last line of defence; logged loudly
+            logger.exception("TURN: internal error on ChannelData")
 
     def _on_stun(self, link: _Link, data: bytes) -> None:
         try:
@@ -608,6 +626,9 @@ class TurnServer:
         else:
             want_even = even_port is not None
             reserve = want_even and bool(even_port and even_port[0] & 0x80)
+            if reserve and len(self._reservations) >= self.config.max_allocations:
+                self._error(link, request, 508, auth, reason="too many port reservations")
+                return
             sock, reservation_token = self._bind_relay(link.local[0], want_even, reserve)
             if sock is None:
                 self._error(link, request, 508, auth, reason="no relay port free")
@@ -729,8 +750,14 @@ class TurnServer:
         return max(default, min(requested, maximum))
 
     def _delete(self, allocation: Allocation, why: str) -> None:
+        if allocation.closed:
+            return
         self._table.remove(allocation)
         allocation.closed = True
+        # Keep the relayed totals of allocations that are gone.
+        self._counters["packets_to_peers"] += allocation.packets_to_peer
+        self._counters["packets_to_clients"] += allocation.packets_to_client
+        self._counters["bytes_relayed"] += allocation.bytes_relayed
         if allocation.relay is not None:
             allocation.relay.close()
         logger.info("TURN: released %s:%d (%s)", allocation.relayed[0], allocation.relayed[1], why)
@@ -878,8 +905,7 @@ class TurnServer:
             return
         allocation.relay.sendto(payload, peer)
         allocation.packets_to_peer += 1
-        self._counters["packets_to_peers"] += 1
-        self._counters["bytes_relayed"] += len(payload)
+        allocation.bytes_relayed += len(payload)
 
     # --- packets from peers (RFC 8656 §10.3, §12.6) ---------------------------
 
@@ -906,8 +932,7 @@ class TurnServer:
                 indication.add(Attr.DATA, data)
                 link.send(indication.encode())
             allocation.packets_to_client += 1
-            self._counters["packets_to_clients"] += 1
-            self._counters["bytes_relayed"] += len(data)
+            allocation.bytes_relayed += len(data)
         except Exception:  # noqa: BLE001 - the last line of defence; logged loudly
             logger.exception("TURN: internal error relaying from %s to %s", addr, allocation.relayed)
 
