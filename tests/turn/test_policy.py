@@ -280,3 +280,31 @@ def test_garbage_is_dropped_and_malformed_requests_get_400(turn_server: LiveServ
 def test_unknown_port_taken_gives_clear_oserror(turn_factory: ServerFactory, turn_server: LiveServer) -> None:
     with pytest.raises(OSError, match="cannot bind UDP 127.0.0.1 port"):
         turn_factory.start(port=turn_server.port)
+
+
+def test_even_port_reservation_and_token(turn_server: LiveServer) -> None:
+    first, _ = allocated(turn_server, "rtp")
+    with first:
+        first.request(Method.REFRESH, [(Attr.LIFETIME, codec.pack_u32(0))])
+    with logged_in(turn_server, "rtp") as rtp, logged_in(turn_server, "rtp") as rtcp:
+        response = rtp.allocate([(Attr.EVEN_PORT, b"\x80")])
+        assert response.cls == Class.SUCCESS, error_code(response)
+        host, port = relayed_address(response)
+        assert port % 2 == 0
+        token = response.get(Attr.RESERVATION_TOKEN)
+        assert token is not None and len(token) == 8
+        assert error_code(rtcp.allocate([(Attr.RESERVATION_TOKEN, b"\x00" * 8)])) == 508
+        second = rtcp.allocate([(Attr.RESERVATION_TOKEN, token)])
+        assert second.cls == Class.SUCCESS, error_code(second)
+        assert relayed_address(second) == (host, port + 1)
+
+
+def test_allocation_expires_after_its_lifetime(turn_factory: ServerFactory) -> None:
+    server = turn_factory.start(max_lifetime=1)
+    client, _ = allocated(server)
+    with client:
+        deadline = time.monotonic() + 5
+        while server.stats()["allocations"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.stats()["allocations"] == 0
+        assert error_code(client.request(Method.REFRESH)) == 437
