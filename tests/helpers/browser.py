@@ -6,6 +6,7 @@ namespace that ./scripts/test creates (require_netns fails loudly otherwise)."""
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from contextlib import contextmanager
 from typing import Iterator
@@ -23,7 +24,9 @@ def require_netns() -> None:
     """Fail (never skip) when peer connections could reach a real network."""
     if os.environ.get("MESHCALL_TEST_NETNS") != "1":
         raise AssertionError("peer-connection tests must run in a private network namespace: use ./scripts/test")
-    names = sorted(os.listdir("/sys/class/net"))
+    # Ask the kernel for this namespace's interfaces: /sys/class/net shows the namespace that
+    # mounted sysfs, which after a plain `unshare --net` is still the host's.
+    names = sorted(name for _, name in socket.if_nameindex())
     unexpected = [n for n in names if n != "lo" and not n.startswith(("lan", "veth", "mc"))]
     if unexpected:
         raise AssertionError(f"not in a private network namespace: interfaces {unexpected}")
