@@ -26,6 +26,9 @@ from .allocations import DEFAULT_LIFETIME, Address, Allocation, AllocationTable,
 from .codec import Attr, Class, Message, Method, StunError
 from .credentials import rest_password, username_expired, username_user
 from .policy import TokenBucket, normalize_ip, peer_ip_refusal, peer_refusal
+from .selfcheck import self_check
+
+__all__ = ["TurnConfig", "TurnServer", "self_check"]
 
 logger = logging.getLogger(__name__)
 
