@@ -128,3 +128,29 @@ def test_six_people_form_a_full_mesh_and_a_seventh_is_turned_away(server, browse
         print(f"\nsix people: full mesh (30 streams decoding) {mesh:.2f}s after opening the first page")
     finally:
         context.close()
+
+
+def test_without_a_camera_a_person_joins_with_audio_only(server, browser, open_page):
+    a = open_page(room_url(server.url, "nocam", "Ada"))
+    ctx = browser.new_context(ignore_https_errors=True)
+    # As if the camera permission were refused (the fake-UI flag grants everything).
+    ctx.add_init_script("""(() => {
+      const md = navigator.mediaDevices, real = md.getUserMedia.bind(md);
+      md.getUserMedia = (c) => (c && c.video)
+        ? Promise.reject(new DOMException('Permission denied', 'NotAllowedError')) : real(c);
+    })();""")
+    try:
+        b = open_page(room_url(server.url, "nocam", "Grace Hopper"), context=ctx)
+        ida, idb = joined_id(a), joined_id(b)
+        wait_for(lambda: decoding_from(b, {ida}), 20, what="b decoding a")
+        wait_for(lambda: stats(a).get(idb, {}).get("audioPacketsReceived", 0) > 0, 20, what="a hearing b")
+        assert "audio only" in b.locator("#notice").inner_text()
+        assert b.locator("#ctl-cam").is_disabled()
+        assert b.locator("#ctl-cam").get_attribute("aria-label") == "Camera not available"
+        tile = a.locator(f'.tile[data-peer-id="{idb}"]')
+        assert tile.get_attribute("data-video") == "false"
+        assert tile.locator(".avatar").is_visible() and tile.locator(".avatar").inner_text() == "GH"
+        b.locator("body").press("m")  # the microphone still toggles
+        wait_for(lambda: tile.get_attribute("data-audio") == "false", 5, what="mic-off")
+    finally:
+        ctx.close()
