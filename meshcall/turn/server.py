@@ -48,6 +48,9 @@ MAX_TCP_CONNECTIONS = 1000
 # a scheduling hiccup does not drop a burst of media.
 UDP_BUFFER_BYTES = 1 << 20
 _CHANNEL_HEADER = struct.Struct("!HH")
+# Peer datagrams larger than this cannot be framed back to the client (a Data
+# indication with an IPv6 XOR-PEER-ADDRESS must fit a 16-bit length): dropped.
+MAX_RELAY_PAYLOAD = 0xFFFF - 32
 # Datagrams larger than a STUN/ChannelData message can be are dropped unread.
 MAX_DATAGRAM = 0xFFFF + codec.HEADER_LENGTH
 
@@ -915,6 +918,9 @@ class TurnServer:
     def _on_peer_packet(self, allocation: Allocation, data: bytes, addr: tuple) -> None:  # type: ignore[type-arg]
         try:
             if allocation.closed:
+                return
+            if len(data) > MAX_RELAY_PAYLOAD:
+                self._counters["packets_dropped"] += 1
                 return
             peer = (str(addr[0]), int(addr[1]))
             now = time.monotonic()

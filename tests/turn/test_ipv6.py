@@ -39,3 +39,19 @@ def test_ipv4_and_ipv6_listeners_share_a_port_and_relay_in_their_family(turn_fac
         with v6b:
             v6b.login(*rest_credentials(SECRET, "v6b", 600))
             assert error_code(v6b.allocate([(Attr.REQUESTED_ADDRESS_FAMILY, b"\x01\x00\x00\x00")])) == 440
+
+
+def test_oversized_peer_datagram_is_dropped_not_raised(turn_factory: ServerFactory) -> None:
+    server = turn_factory.start(listen=["::1"])
+    peer = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    peer.bind(("::1", 0))
+    with peer, TestClient("::1", server.port) as client:
+        client.login(*rest_credentials(SECRET, "big", 600))
+        response = client.allocate()
+        assert response.cls == Class.SUCCESS
+        host, port = peer.getsockname()[:2]
+        assert with_peer(client, Method.CREATE_PERMISSION, host, port).cls == Class.SUCCESS
+        peer.sendto(b"x" * 65527, relayed_address(response))
+        peer.sendto(b"small", relayed_address(response))
+        indication = codec.parse_message(client.recv_raw())
+        assert indication.get(Attr.DATA) == b"small"
