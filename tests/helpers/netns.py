@@ -16,7 +16,7 @@ def _ip(*args: str) -> None:
 
 
 @contextmanager
-def test_lan(name: str = "lan0", prefix: str = "198.18.0") -> Iterator[tuple[str, str]]:
+def private_lan(name: str = "lan0", prefix: str = "198.18.0") -> Iterator[tuple[str, str]]:
     """Yields the two addresses of the LAN (both ends live in this namespace)."""
     require_netns()
     peer = name + "p"

@@ -1,0 +1,31 @@
+"""Two people whose network keeps them apart: --relay-only sends all media through the
+appliance's own TURN server, and Chromium still decodes video both ways."""
+
+from __future__ import annotations
+
+import pytest
+
+from browser.meet import decoding_from, frames_rising, joined_id, room_url, stats, wait_for
+from helpers.netns import private_lan
+from helpers.procs import Meshcall
+
+pytestmark = [pytest.mark.browser, pytest.mark.netns]
+
+
+def test_relay_only_call_goes_through_the_built_in_turn(open_page):
+    with private_lan() as (appliance_ip, _):
+        with Meshcall(["--relay-only"], turn=True, host=appliance_ip) as mc:
+            assert "TURN: self-check: relay works" in mc.output(), mc.output()
+            a = open_page(room_url(mc.url, "relayed", "Ada"))
+            b = open_page(room_url(mc.url, "relayed", "Grace"))
+            ida, idb = joined_id(a), joined_id(b)
+            wait_for(lambda: decoding_from(a, {idb}) and decoding_from(b, {ida}), 30, what="relayed media both ways")
+            frames_rising(a, idb)
+            frames_rising(b, ida)
+            for page, other in ((a, idb), (b, ida)):
+                pair = stats(page)[other]["pair"]
+                assert pair["local"] == "relay" and pair["remote"] == "relay", pair
+                # Both relayed candidates are on the appliance itself.
+                assert pair["localAddress"] == appliance_ip and pair["remoteAddress"] == appliance_ip, pair
+            policy = a.evaluate("() => [...window.meshcall.peers().values()][0].getConfiguration().iceTransportPolicy")
+            assert policy == "relay"
