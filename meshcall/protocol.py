@@ -20,7 +20,8 @@ ROOM_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 PEER_ID_RE = re.compile(r"^p[0-9a-f]{6,16}$")
 
 CLIENT_TYPES = ("join", "signal", "media", "rename", "ping", "leave")
-SERVER_TYPES = ("welcome", "peer-joined", "peer-left", "peer-updated", "signal", "pong", "shutdown", "error")
+SERVER_TYPES = ("welcome", "peer-joined", "peer-left", "peer-updated", "signal", "ice-servers", "pong", "shutdown",
+                "error")
 
 
 def _bad(kind: str, what: str) -> ProtocolError:

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 RATE_PER_SECOND = 100.0
 RATE_BURST = 400.0
 CLEAN_CLOSE_CODES = (1000, 1001)
+# TURN credentials live 24 h; pages get new ones every 12 h.
+ICE_REFRESH_SECONDS = 12 * 3600.0
 
 IceServersFor = Callable[[str, str], dict[str, Any]]
 
@@ -29,23 +31,34 @@ class Hub:
     """What the signaling sockets share: the rooms, the live sockets, the ICE settings."""
 
     def __init__(self, rooms: Rooms, ice_for: IceServersFor | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, ice_refresh: float = ICE_REFRESH_SECONDS) -> None:
         self.rooms = rooms
         self.sockets: dict[str, SignalingHandler] = {}
         self.ice_for: IceServersFor = ice_for or (lambda peer_id, host: {"iceServers": [], "iceTransportPolicy": "all"})
         self.clock = clock
         self.closing = False
-        self._sweeper: ioloop.PeriodicCallback | None = None
+        self.ice_refresh = ice_refresh
+        self._timers: list[ioloop.PeriodicCallback] = []
 
     def start(self) -> None:
-        if self._sweeper is None:
-            self._sweeper = ioloop.PeriodicCallback(self.sweep, 500)
-            self._sweeper.start()
+        if not self._timers:
+            self._timers = [ioloop.PeriodicCallback(self.sweep, 500),
+                            ioloop.PeriodicCallback(self.refresh_ice, min(60.0, self.ice_refresh / 4) * 1000)]
+            for timer in self._timers:
+                timer.start()
 
     def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.stop()
-            self._sweeper = None
+        for timer in self._timers:
+            timer.stop()
+        self._timers = []
+
+    def refresh_ice(self) -> None:
+        """Hand out fresh TURN credentials before the old ones expire, so a page that
+        stays in its room for days (a room display) keeps a working relay."""
+        now = self.clock()
+        for peer_id, sock in list(self.sockets.items()):
+            if now - sock.ice_issued >= self.ice_refresh:
+                sock.send_ice(peer_id, "ice-servers")
 
     def send(self, peer_ids: list[str] | list[Peer], msg: dict[str, Any]) -> None:
         frame = encode(msg)
@@ -90,6 +103,14 @@ class SignalingHandler(websocket.WebSocketHandler):
         self.tokens = RATE_BURST
         self.refilled = hub.clock()
         self.server_closed = False
+        self.ice_issued = 0.0
+
+    def ice_servers(self, peer_id: str) -> dict[str, Any]:
+        self.ice_issued = self.hub.clock()
+        return self.hub.ice_for(peer_id, self._local_host())
+
+    def send_ice(self, peer_id: str, kind: str) -> None:
+        self.send_frame(encode({"type": kind, **self.ice_servers(peer_id)}))
 
     # Tornado's default check_origin refuses an Origin whose host differs from the Host
     # header (403): exactly the same-origin rule wanted here, so it is not overridden.
@@ -180,7 +201,7 @@ class SignalingHandler(websocket.WebSocketHandler):
         welcome = {
             "type": "welcome", "id": peer.id, "token": peer.token, "room": peer.room,
             "peers": [p.public() for p in result.others],
-            **self.hub.ice_for(peer.id, self._local_host()),
+            **self.ice_servers(peer.id),
             "maxPeers": self.hub.rooms.max_peers, "resumed": result.resumed, "version": __version__,
         }
         self.send_frame(encode(welcome))

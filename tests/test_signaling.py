@@ -51,11 +51,17 @@ class Client:
 class ServerCase(AsyncHTTPTestCase):
     max_peers = 3
     grace = 1.5
+    ice_refresh = 3600.0
+
+    def _ice(self, peer: str, host: str) -> dict[str, Any]:
+        self.issued += 1
+        return {"iceServers": [{"urls": [f"stun:{host}:3478"], "username": f"{self.issued}:{peer}"}],
+                "iceTransportPolicy": "all"}
 
     def get_app(self) -> Any:
         self.rooms = Rooms(self.max_peers, self.grace)
-        self.hub = Hub(self.rooms, lambda peer, host: {"iceServers": [{"urls": [f"stun:{host}:3478"]}],
-                                                       "iceTransportPolicy": "all"})
+        self.issued = 0
+        self.hub = Hub(self.rooms, self._ice, ice_refresh=self.ice_refresh)
         self.hub.start()
         self.clients: list[Client] = []
         return make_app(AppContext(self.hub, asset_dir()), websocket_ping_interval=0.2, websocket_ping_timeout=1)
@@ -80,7 +86,8 @@ class SignalingTest(ServerCase):
         a, b = await self.client(), await self.client()
         wa = await a.join(name="Ada")
         assert wa["id"].startswith("p") and len(wa["token"]) >= 20 and wa["peers"] == []
-        assert wa["iceServers"] == [{"urls": ["stun:127.0.0.1:3478"]}] and wa["maxPeers"] == 3
+        assert wa["iceServers"] == [{"urls": ["stun:127.0.0.1:3478"], "username": f"1:{wa['id']}"}]
+        assert wa["iceTransportPolicy"] == "all" and wa["maxPeers"] == 3
         wb = await b.join(name="Grace", video=False)
         assert wb["peers"] == [{"id": wa["id"], "name": "Ada", "audio": True, "video": True}]
         joined = await a.expect("peer-joined")
@@ -282,6 +289,18 @@ class SignalingTest(ServerCase):
         resp = self.fetch("/qr/team-room.svg")
         assert resp.code == 200 and resp.headers["Content-Type"] == "image/svg+xml"
         assert resp.body.startswith(b"<svg") and b"<path" in resp.body
+
+
+class IceRefreshTest(ServerCase):
+    ice_refresh = 0.4
+
+    @gen_test
+    async def test_long_stays_get_fresh_ice_servers(self) -> None:
+        a = await self.client()
+        wa = await a.join()
+        fresh = await a.expect("ice-servers")
+        assert fresh["iceServers"][0]["username"] == f"2:{wa['id']}"
+        assert fresh["iceServers"] != wa["iceServers"] and fresh["iceTransportPolicy"] == "all"
 
 
 FRAMES = st.one_of(
