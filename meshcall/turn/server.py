@@ -44,9 +44,11 @@ TCP_WRITE_LIMIT = 1_000_000
 SWEEP_INTERVAL = 1.0
 # TCP connections accepted at once (each may hold one allocation).
 MAX_TCP_CONNECTIONS = 1000
-# Socket buffers asked for on UDP sockets (the kernel may cap them), so that
-# a scheduling hiccup does not drop a burst of media.
-UDP_BUFFER_BYTES = 1 << 20
+# Socket buffers asked for on UDP sockets (the kernel caps them at
+# net.core.rmem_max / wmem_max), so that a scheduling hiccup does not drop a
+# burst of media: the listeners carry every client's traffic, a relay one's.
+LISTENER_BUFFER_BYTES = 4 << 20
+RELAY_BUFFER_BYTES = 512 << 10
 _CHANNEL_HEADER = struct.Struct("!HH")
 # Peer datagrams larger than this cannot be framed back to the client (a Data
 # indication with an IPv6 XOR-PEER-ADDRESS must fit a 16-bit length): dropped.
@@ -281,7 +283,7 @@ class TurnServer:
             try:
                 if family == socket.AF_INET6:
                     udp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                _enlarge_buffers(udp)
+                _enlarge_buffers(udp, LISTENER_BUFFER_BYTES)
                 udp.bind((host, port))
             except OSError as exc:
                 udp.close()
@@ -728,7 +730,7 @@ class TurnServer:
             except OSError:
                 sock.close()
                 continue
-            _enlarge_buffers(sock)
+            _enlarge_buffers(sock, RELAY_BUFFER_BYTES)
             if not reserve:
                 return sock, None
             spare = socket.socket(family, socket.SOCK_DGRAM)
@@ -946,10 +948,10 @@ class TurnServer:
             logger.exception("TURN: internal error relaying from %s to %s", addr, allocation.relayed)
 
 
-def _enlarge_buffers(sock: socket.socket) -> None:
+def _enlarge_buffers(sock: socket.socket, size: int) -> None:
     for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
         try:
-            sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER_BYTES)
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
         except OSError as exc:
             logger.debug("TURN: cannot set socket buffer: %s", exc)
 
