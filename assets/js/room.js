@@ -260,6 +260,18 @@ function onWelcome(/** @type {Welcome} */ w) {
   // The others learn our current media state from the join frame itself.
 }
 
+/** Fresh TURN credentials: used for every connection from now on, open ones included. */
+function onIceServers(/** @type {{iceServers: RTCIceServer[], iceTransportPolicy: RTCIceTransportPolicy}} */ m) {
+  call.config = { iceServers: m.iceServers || [], iceTransportPolicy: m.iceTransportPolicy || 'all' };
+  for (const peer of call.peers.values()) {
+    try {
+      peer.pc.setConfiguration({ ...peer.pc.getConfiguration(), ...call.config });
+    } catch (err) {
+      console.warn(`peer ${peer.id}: new ICE servers refused`, err);
+    }
+  }
+}
+
 function onPeerJoined(/** @type {PeerInfo} */ p) {
   call.infos.set(p.id, p);
   connect(p.id, false);
@@ -348,6 +360,7 @@ function join() {
   sig.addEventListener('peer-left', (ev) => disconnect(/** @type {CustomEvent} */ (ev).detail.id));
   sig.addEventListener('signal', (ev) => onSignal(/** @type {CustomEvent} */ (ev).detail));
   sig.addEventListener('error', (ev) => onError(/** @type {CustomEvent} */ (ev).detail));
+  sig.addEventListener('ice-servers', (ev) => onIceServers(/** @type {CustomEvent} */ (ev).detail));
   sig.addEventListener('shutdown', (ev) => onShutdown(/** @type {CustomEvent} */ (ev).detail));
   sig.addEventListener('state', (ev) => onSignalingState(/** @type {CustomEvent} */ (ev).detail.state));
   sig.start();

@@ -28,6 +28,7 @@ const CLOSE_DEAD = 4000;
  *  - `welcome` (Welcome), `peer-joined` (PeerInfo), `peer-left` ({id}),
  *    `peer-updated` (PeerInfo), `signal` ({from, description?, candidate?}),
  *    `shutdown` ({value}), `error` ({error, value, fatal}),
+ *    `ice-servers` ({iceServers, iceTransportPolicy}) with fresh TURN credentials,
  *  - `state` ({state: SignalingState}) whenever the connection state changes.
  */
 export class SignalingClient extends EventTarget {
@@ -209,6 +210,9 @@ export class SignalingClient extends EventTarget {
         break;
       case 'signal':
         this._emit('signal', msg);
+        break;
+      case 'ice-servers':
+        this._emit('ice-servers', { iceServers: msg.iceServers, iceTransportPolicy: msg.iceTransportPolicy });
         break;
       case 'pong':
         break;
