@@ -360,7 +360,7 @@ def verify_fingerprint(message: Message) -> bool:
     offset = message.fingerprint_offset
     if offset is None or offset + 8 > len(message.raw):
         return False
-    (value,) = struct.unpack_from("!I", message.raw, offset + 4)
+    value = int(struct.unpack_from("!I", message.raw, offset + 4)[0])
     return compute_fingerprint(_hashed_prefix(message.raw, offset, 4)) == value
 
 
@@ -545,7 +545,7 @@ def stream_frame_length(buffer: bytes | bytearray) -> int | None:
     if len(buffer) < 4:
         return None
     first = buffer[0]
-    (length,) = struct.unpack_from("!H", buffer, 2)
+    length = int(struct.unpack_from("!H", buffer, 2)[0])
     if first < 0x40:
         if length % 4:
             raise StunError(f"STUN message length {length} in stream is not a multiple of 4")

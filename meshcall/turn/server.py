@@ -690,7 +690,7 @@ class TurnServer:
             transport.close()
             self._table.release(link.five_tuple, auth.user)
             return
-        allocation.relay = transport  # type: ignore[assignment]
+        allocation.relay = transport
         self._table.add(allocation)
         self._counters["allocations_total"] += 1
         attributes: list[tuple[int, bytes]] = [

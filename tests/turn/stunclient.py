@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
 
 from meshcall.turn import codec
 from meshcall.turn.codec import Attr, Class, Message, Method
@@ -65,7 +66,7 @@ class TestClient:
     def request(
         self,
         method: int,
-        attributes: list[tuple[int, bytes]] | None = None,
+        attributes: Sequence[tuple[int, bytes]] | None = None,
         *,
         sign: bool = True,
         fingerprint: bool = True,
@@ -93,7 +94,7 @@ class TestClient:
         self.realm, self.nonce, self.username = realm, nonce, username
         self.key = codec.long_term_key(username, realm.decode(), password)
 
-    def allocate(self, extra: list[tuple[int, bytes]] | None = None) -> Message:
+    def allocate(self, extra: Sequence[tuple[int, bytes]] | None = None) -> Message:
         return self.request(Method.ALLOCATE, [(Attr.REQUESTED_TRANSPORT, b"\x11\x00\x00\x00")] + list(extra or []))
 
 
@@ -112,7 +113,7 @@ def relayed_address(message: Message) -> tuple[str, int]:
 
 
 
-def with_peer(client: TestClient, method: int, host: str, port: int, extra: list[tuple[int, bytes]] | None = None) -> Message:
+def with_peer(client: TestClient, method: int, host: str, port: int, extra: Sequence[tuple[int, bytes]] | None = None) -> Message:
     """A signed request carrying XOR-PEER-ADDRESS (encoded against its own transaction id)."""
     transaction_id = os.urandom(12)
     message = Message(method, Class.REQUEST, transaction_id)
