@@ -42,8 +42,10 @@ PORT_ATTEMPTS = 64
 # A TCP client whose unsent output exceeds this gets relayed data dropped.
 TCP_WRITE_LIMIT = 1_000_000
 SWEEP_INTERVAL = 1.0
-# TCP connections accepted at once (each may hold one allocation).
+# TCP connections accepted at once (each may hold one allocation), and how
+# long one may stay open without an allocation.
 MAX_TCP_CONNECTIONS = 1000
+TCP_IDLE_WITHOUT_ALLOCATION = 60.0
 # Socket buffers asked for on UDP sockets (the kernel caps them at
 # net.core.rmem_max / wmem_max), so that a scheduling hiccup does not drop a
 # burst of media: the listeners carry every client's traffic, a relay one's.
@@ -114,13 +116,14 @@ class _UdpLink:
 class _TcpLink:
     """A client on one TCP connection (RFC 8656 §3.1, RFC 6544 framing)."""
 
-    __slots__ = ("transport", "client", "local", "stream")
+    __slots__ = ("transport", "client", "local", "stream", "opened")
 
     def __init__(self, transport: asyncio.Transport, client: Address, local: Address) -> None:
         self.transport = transport
         self.client = client
         self.local = local
         self.stream = True
+        self.opened = time.monotonic()
 
     @property
     def five_tuple(self) -> FiveTuple:
@@ -382,6 +385,11 @@ class TurnServer:
                 allocation.expire_children(now)
             for token in [t for t, r in self._reservations.items() if r.expires <= now]:
                 self._reservations.pop(token).sock.close()
+            for link in list(self._tcp_links):
+                idle = now - link.opened > TCP_IDLE_WITHOUT_ALLOCATION
+                if idle and link.five_tuple not in self._table.by_five_tuple and link.five_tuple not in self._table.pending:
+                    logger.debug("TURN: closing TCP connection from %s: no allocation", link.client)
+                    link.transport.close()
 
     # --- packets from clients -----------------------------------------------
 

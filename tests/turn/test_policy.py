@@ -308,3 +308,14 @@ def test_allocation_expires_after_its_lifetime(turn_factory: ServerFactory) -> N
             time.sleep(0.1)
         assert server.stats()["allocations"] == 0
         assert error_code(client.request(Method.REFRESH)) == 437
+
+
+def test_tcp_connection_without_allocation_is_closed(turn_server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from meshcall.turn import server as server_module
+
+    monkeypatch.setattr(server_module, "TCP_IDLE_WITHOUT_ALLOCATION", 0.5)
+    with TestClient("127.0.0.1", turn_server.port, tcp=True, timeout=5) as idle:
+        kept, _ = allocated(turn_server, tcp=True)
+        with kept:
+            assert idle.sock.recv(10) == b""  # closed by the server within a sweep or two
+            assert kept.request(Method.BINDING).cls == Class.SUCCESS
