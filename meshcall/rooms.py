@@ -49,7 +49,7 @@ class Room:
 
 
 class Rooms:
-    def __init__(self, max_peers: int = 6, grace: float = 9.0) -> None:
+    def __init__(self, max_peers: int = 6, grace: float = 8.0) -> None:
         self.max_peers = max_peers
         self.grace = grace
         self._rooms: dict[str, Room] = {}

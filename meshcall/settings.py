@@ -77,7 +77,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("relay_min_port", 49160, "Lowest UDP port for relayed media.", _port, metavar="PORT"),
     Setting("relay_max_port", 49999, "Highest UDP port for relayed media.", _port, metavar="PORT"),
     Setting("turn_allow_loopback", False, "Let the TURN relay send to loopback addresses (for tests on one machine only).", _bool, flag=True),
-    Setting("resume_grace", 9.0, "Seconds a peer that dropped uncleanly keeps its place (and id) so its page can resume.", float, metavar="SECONDS"),
+    Setting("resume_grace", 8.0, "Seconds a peer that dropped uncleanly keeps its place (and id) so its page can resume.", float, metavar="SECONDS"),
     Setting("proxy", False, "Run behind a reverse proxy that terminates TLS: serve plain HTTP on --port, trust X-Forwarded-* headers, no onboarding port.", _bool, flag=True),
     Setting("log_level", "INFO", "Logging level: debug, info, warning or error.", _level, metavar="LEVEL"),
 )
@@ -101,7 +101,7 @@ class Config:
     relay_min_port: int = 49160
     relay_max_port: int = 49999
     turn_allow_loopback: bool = False
-    resume_grace: float = 9.0
+    resume_grace: float = 8.0
     proxy: bool = False
     log_level: str = "INFO"
     # Not user settings: tunables the tests shorten.
