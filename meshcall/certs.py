@@ -67,7 +67,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """Write a secret with mode 0600 from the first byte (no window where it is readable)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -194,7 +194,7 @@ def ensure_certificates(data_dir: Path, host: str, addresses: Iterable[IPAddress
     else:
         log.info("certificates: making the certificate authority of this installation in %s", data_dir)
         ca_cert, ca_key = make_ca(host)
-        _write_private(ca_key_path, _key_pem(ca_key))
+        write_private(ca_key_path, _key_pem(ca_key))
         _write_public(ca_cert_path, ca_cert.public_bytes(serialization.Encoding.PEM))
         leaf_cert_path.unlink(missing_ok=True)
     leaf: x509.Certificate | None = None
@@ -205,7 +205,7 @@ def ensure_certificates(data_dir: Path, host: str, addresses: Iterable[IPAddress
             leaf = None
     if leaf is None:
         leaf, leaf_key = make_leaf(ca_cert, ca_key, host, addresses)
-        _write_private(leaf_key_path, _key_pem(leaf_key))
+        write_private(leaf_key_path, _key_pem(leaf_key))
         _write_public(leaf_cert_path, leaf.public_bytes(serialization.Encoding.PEM)
                       + ca_cert.public_bytes(serialization.Encoding.PEM))
     return ServerCertificate(leaf_cert_path, leaf_key_path, ca_cert_path, fingerprint(leaf), fingerprint(ca_cert))

@@ -17,7 +17,7 @@ from typing import Any
 from tornado import httpserver, ioloop, netutil
 
 from . import __version__, netinfo
-from .certs import CertificateError, ServerCertificate, ensure_certificates, user_certificate
+from .certs import CertificateError, ServerCertificate, ensure_certificates, user_certificate, write_private
 from .onboarding import Onboarding, make_onboarding_app
 from .paths import DataDirError, asset_dir, default_data_dir, prepare_data_dir
 from .rooms import Rooms
@@ -56,9 +56,7 @@ def _turn_secret(config: Config, data_dir: Path) -> bytes:
     if path.exists():
         return path.read_bytes().strip()
     value = secrets.token_urlsafe(32).encode()
-    from .certs import _write_private  # one way of writing secrets
-
-    _write_private(path, value)
+    write_private(path, value)
     return value
 
 

@@ -175,3 +175,38 @@ def test_sigterm_tells_connected_pages_and_exits_within_two_seconds() -> None:
         assert [f["type"] for f in frames] == ["shutdown", "shutdown"]
         assert close_code == 1001 and code == 0 and took < 2
         assert "shutdown: told 2 page(s)" in mc.output()
+
+
+def test_join_answer_carries_the_built_in_turn_with_rest_credentials(tmp_path: Path) -> None:
+    import asyncio
+    import json
+    import time as _time
+
+    from tornado import httpclient, websocket
+
+    from meshcall.turn.credentials import rest_password
+
+    async def welcome(mc: Meshcall) -> dict:
+        req = httpclient.HTTPRequest(f"wss://127.0.0.1:{mc.port}/ws", validate_cert=False)
+        conn = await websocket.websocket_connect(req)
+        await conn.write_message(json.dumps({"type": "join", "room": "turn", "name": "t"}))
+        msg = json.loads(await conn.read_message())
+        conn.close()
+        return msg
+
+    data = tmp_path / "data"
+    with Meshcall(["--relay-only"], data_dir=data, turn=True) as mc:
+        w = asyncio.run(welcome(mc))
+        secret_file = data / "turn-secret"
+        assert stat.S_IMODE(os.stat(secret_file).st_mode) == 0o600
+        secret = secret_file.read_bytes().strip()
+    stun, turn = w["iceServers"]
+    assert stun == {"urls": [f"stun:127.0.0.1:{mc.turn_port}"]}
+    assert turn["urls"] == [f"turn:127.0.0.1:{mc.turn_port}?transport=udp",
+                            f"turn:127.0.0.1:{mc.turn_port}?transport=tcp"]
+    expiry, peer = turn["username"].split(":")
+    assert peer == w["id"] and 0 < int(expiry) - _time.time() <= 24 * 3600
+    assert turn["credential"] == rest_password(secret, turn["username"])
+    assert w["iceTransportPolicy"] == "relay"
+    with Meshcall(data_dir=data, turn=True):
+        assert secret_file.read_bytes().strip() == secret  # kept across restarts
