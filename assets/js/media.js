@@ -8,8 +8,21 @@
  * @property {string|null} note     what is missing, in words for the user
  */
 
+/** @type {Promise<LocalMedia>|null} */
+let pending = null;
+
+/**
+ * Open the camera and microphone once per page: the first call asks, later calls get the
+ * same answer (so room.html can start asking before the rest of the page has loaded).
+ * @param {{lowres?: boolean}} opts @returns {Promise<LocalMedia>}
+ */
+export function getLocalMedia(opts = {}) {
+  if (!pending) pending = openLocalMedia(opts);
+  return pending;
+}
+
 /** @param {{lowres?: boolean}} opts @returns {Promise<LocalMedia>} */
-export async function getLocalMedia({ lowres = false } = {}) {
+async function openLocalMedia({ lowres = false } = {}) {
   const video = lowres
     ? { width: { ideal: 320 }, height: { ideal: 240 }, frameRate: { ideal: 15, max: 20 } }
     : { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 20, max: 24 } };
