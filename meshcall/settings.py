@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -104,9 +104,6 @@ class Config:
     resume_grace: float = 8.0
     proxy: bool = False
     log_level: str = "INFO"
-    # Not user settings: tunables the tests shorten.
-    ping_interval: float = 3.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ConfigError(ValueError):
@@ -114,7 +111,7 @@ class ConfigError(ValueError):
 
 
 def _check_table_matches_config() -> None:
-    names = {f.name for f in fields(Config)} - {"ping_interval", "extra"}
+    names = {f.name for f in fields(Config)}
     if names != set(BY_NAME):
         raise RuntimeError(f"settings table and Config differ: {sorted(names ^ set(BY_NAME))}")
 

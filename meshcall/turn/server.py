@@ -342,14 +342,7 @@ class TurnServer:
         self._reservations.clear()
         for link in list(self._tcp_links):
             link.transport.close()
-        for transport in self._udp:
-            transport.close()
-        self._udp.clear()
-        for server in self._tcp:
-            server.close()
-        for server in self._tcp:
-            await server.wait_closed()
-        self._tcp.clear()
+        await self._close_listeners()
         await asyncio.sleep(0)  # let transports finish closing
         logger.info("TURN: stopped")
 
