@@ -121,6 +121,10 @@ class SignalingHandler(websocket.WebSocketHandler):
     def open(self, *args: str, **kwargs: str) -> None:
         if self.hub.closing:
             self.close(1001, "server going away")
+            return
+        # Signaling is small frames that someone waits for (an answer, a candidate):
+        # without this, Nagle's algorithm and delayed ACKs hold some back for ~40 ms.
+        self.set_nodelay(True)
 
     def send_frame(self, frame: str) -> None:
         if self.ws_connection is None or self.ws_connection.is_closing():

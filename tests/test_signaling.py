@@ -223,6 +223,15 @@ class SignalingTest(ServerCase):
             assert await c.closed() == close
 
     @gen_test
+    async def test_frames_are_sent_without_nagle_delay(self) -> None:
+        import socket as _socket
+
+        a = await self.client()
+        wa = await a.join()
+        server_side = self.hub.sockets[wa["id"]].ws_connection.stream.socket  # type: ignore[union-attr]
+        assert server_side.getsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY) != 0
+
+    @gen_test
     async def test_huge_frame_is_cut_off_by_the_websocket_layer(self) -> None:
         bystander = await self.client()
         await bystander.join()
