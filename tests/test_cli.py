@@ -210,3 +210,11 @@ def test_join_answer_carries_the_built_in_turn_with_rest_credentials(tmp_path: P
     assert w["iceTransportPolicy"] == "relay"
     with Meshcall(data_dir=data, turn=True):
         assert secret_file.read_bytes().strip() == secret  # kept across restarts
+
+
+def test_scripts_run_passes_arguments_to_the_installed_command() -> None:
+    from helpers.procs import ROOT
+
+    res = subprocess.run([str(ROOT / "scripts" / "run"), "--version"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"meshcall {__version__}"
