@@ -15,6 +15,7 @@ const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.get
 const params = new URLSearchParams(location.search);
 const roomName = decodeURIComponent(location.pathname.replace(/^\/r\//, '').replace(/\/.*$/, ''));
 const lowres = params.get('lowres') === '1';
+const SIGNALING_URL = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 
 /** Everything the call knows; one object, changed only by the functions below. */
 const call = {
@@ -337,7 +338,8 @@ function onShutdown(/** @type {{value: string}} */ s) {
 }
 
 // ---------------------------------------------------------------- join / leave
-function join() {
+/** @param {WebSocket|null} early  the signaling socket, if opened while the camera started */
+function join(early = null) {
   const m = /** @type {import('./media.js').LocalMedia} */ (call.media);
   $('prejoin').hidden = true;
   $('call').hidden = false;
@@ -351,8 +353,8 @@ function join() {
   self.setMedia(sendingAudio(), sendingVideo());
   call.id = 'self'; // our real id comes with the welcome; the self tile is re-keyed then
   renderControls();
-  const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
-  const sig = new SignalingClient(url, { room: roomName, name: call.name, audio: sendingAudio(), video: sendingVideo() });
+  const sig = new SignalingClient(SIGNALING_URL, { room: roomName, name: call.name, audio: sendingAudio(), video: sendingVideo() },
+    early);
   call.signaling = sig;
   sig.addEventListener('welcome', (ev) => onWelcome(/** @type {CustomEvent} */ (ev).detail));
   sig.addEventListener('peer-joined', (ev) => onPeerJoined(/** @type {CustomEvent} */ (ev).detail));
@@ -441,6 +443,9 @@ async function main() {
     input.value = savedName();
     $('prejoin').hidden = false;
   }
+  // Joining at once (a shared link, a room display): open the signaling socket while
+  // the camera starts, so both waits overlap. The join itself waits for the media state.
+  const early = given ? new WebSocket(SIGNALING_URL) : null;
   // Permission first: Chromium offers no usable ICE candidates before it.
   call.media = await getLocalMedia({ lowres });
   const preview = /** @type {HTMLVideoElement} */ ($('preview'));
@@ -453,7 +458,7 @@ async function main() {
   }
   if (given) {
     call.name = given;
-    join();
+    join(early);
     return;
   }
   $('prejoin-form').addEventListener('submit', (ev) => {

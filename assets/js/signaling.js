@@ -35,11 +35,14 @@ export class SignalingClient extends EventTarget {
   /**
    * @param {string} url  wss:// URL of the signaling endpoint
    * @param {{room: string, name: string, audio: boolean, video: boolean}} join
+   * @param {WebSocket|null} early  a socket to this URL opened ahead of time (while the
+   *   camera was starting); used for the first connection if it is still usable
    */
-  constructor(url, join) {
+  constructor(url, join, early = null) {
     super();
     this.url = url;
     this.join = { ...join };
+    this.early = early;
     /** @type {WebSocket|null} */
     this.ws = null;
     /** @type {SignalingState} */
@@ -127,7 +130,10 @@ export class SignalingClient extends EventTarget {
     clearTimeout(this.retryTimer);
     if (this.stopped) return;
     if (this.state !== 'lost') this._setState('connecting');
-    const ws = new WebSocket(this.url);
+    const early = this.early;
+    this.early = null;
+    const ws = early && early.readyState <= WebSocket.OPEN ? early : new WebSocket(this.url);
+    if (early && ws !== early) early.close();
     this.ws = ws;
     ws.onopen = () => {
       if (ws !== this.ws) return;
@@ -154,6 +160,7 @@ export class SignalingClient extends EventTarget {
     ws.onclose = () => {
       if (ws === this.ws) this._lost(ws);
     };
+    if (ws.readyState === WebSocket.OPEN) ws.onopen(new Event('open'));
   }
 
   /** Runs every second while the socket is open: ping now and then, and notice silence. */
