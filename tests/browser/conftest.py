@@ -18,6 +18,8 @@ def server() -> Iterator[Meshcall]:
     try:
         mc.start()
         yield mc
+        mc.stop()
+        mc.assert_clean()  # no traceback or error line in the server's log
     except BaseException:
         print(mc.output())
         raise
