@@ -549,7 +549,14 @@ class TurnServer:
         except UnicodeDecodeError:
             self._challenge(link, request, 401, "bad username")
             return None
-        if not self.config.secret or username_expired(username, time.time()):
+        # REST credentials gate the start of a session. An allocation already made keeps
+        # refreshing itself, its permissions and channels with the username it started
+        # with (a call, or a room display, may outlast the username); the password must
+        # still verify below.
+        existing = self._table.by_five_tuple.get(link.five_tuple)
+        ongoing = (existing is not None and existing.username == username
+                   and request.method != Method.ALLOCATE)
+        if not self.config.secret or (username_expired(username, time.time()) and not ongoing):
             logger.debug("TURN: refusing expired or invalid username %r from %s", username[:64], link.client)
             self._challenge(link, request, 401, "expired or invalid username")
             return None

@@ -319,3 +319,24 @@ def test_tcp_connection_without_allocation_is_closed(turn_server: LiveServer, mo
         with kept:
             assert idle.sock.recv(10) == b""  # closed by the server within a sweep or two
             assert kept.request(Method.BINDING).cls == Class.SUCCESS
+
+
+def test_an_ongoing_allocation_outlives_its_username_but_a_new_one_cannot_start(turn_server: LiveServer) -> None:
+    username, password = rest_credentials(SECRET, "kiosk", 2)
+    with TestClient(turn_server.host, turn_server.port) as client:
+        client.login(username, password)
+        assert client.allocate().cls == Class.SUCCESS
+        deadline = time.monotonic() + 6
+        while int(username.split(":")[0]) >= time.time() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert int(username.split(":")[0]) < time.time(), "the username should have expired by now"
+        # The session it started goes on: refresh, permissions, channels.
+        assert client.request(Method.REFRESH, [(Attr.LIFETIME, codec.pack_u32(600))]).cls == Class.SUCCESS
+        peer = codec.pack_xor_address("198.18.0.9", 40000, b"\x00" * 12)
+        assert client.request(Method.CREATE_PERMISSION, [(Attr.XOR_PEER_ADDRESS, peer)]).cls == Class.SUCCESS
+        # Once it ends, the expired username cannot start another.
+        assert client.request(Method.REFRESH, [(Attr.LIFETIME, codec.pack_u32(0))]).cls == Class.SUCCESS
+        assert error_code(client.allocate()) == 401
+    with TestClient(turn_server.host, turn_server.port) as other:
+        other.login(username, password)
+        assert error_code(other.allocate()) == 401
