@@ -28,7 +28,6 @@ from .web import AppContext, make_app
 log = logging.getLogger(__name__)
 
 TURN_SECRET_FILE = "turn-secret"
-TURN_CREDENTIAL_TTL = 24 * 3600
 SHUTDOWN_SOCKET_WAIT = 1.0
 ADDRESS_CHECK_SECONDS = 30
 
@@ -67,7 +66,8 @@ class Appliance:
         self.config = config
         self.data_dir = Path(config.data_dir) if config.data_dir else default_data_dir()
         self.rooms = Rooms(config.max_peers, config.resume_grace)
-        self.hub = Hub(self.rooms, self._ice_for)
+        # Pages get fresh TURN credentials at half their lifetime.
+        self.hub = Hub(self.rooms, self._ice_for, ice_refresh=config.turn_credential_ttl / 2)
         self.cert: ServerCertificate | None = None
         self.turn: Any = None
         self.turn_secret = b""
@@ -85,7 +85,7 @@ class Appliance:
             return {"iceServers": [], "iceTransportPolicy": policy}
         from .turn.credentials import rest_credentials
 
-        username, password = rest_credentials(self.turn_secret, peer_id, TURN_CREDENTIAL_TTL)
+        username, password = rest_credentials(self.turn_secret, peer_id, self.config.turn_credential_ttl)
         h, port = netinfo.url_host(host), self.turn.port
         return {
             "iceServers": [

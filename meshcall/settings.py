@@ -76,6 +76,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("relay_only", False, "Make every browser send media through the built-in TURN relay (for networks that keep clients apart).", _bool, flag=True),
     Setting("relay_min_port", 49160, "Lowest UDP port for relayed media.", _port, metavar="PORT"),
     Setting("relay_max_port", 49999, "Highest UDP port for relayed media.", _port, metavar="PORT"),
+    Setting("turn_credential_ttl", 86400, "Seconds a TURN username handed to a page is valid for starting a relay; pages get fresh ones at half that.", _positive, metavar="SECONDS"),
     Setting("turn_allow_loopback", False, "Let the TURN relay send to loopback addresses (for tests on one machine only).", _bool, flag=True),
     Setting("resume_grace", 8.0, "Seconds a peer that dropped uncleanly keeps its place (and id) so its page can resume.", float, metavar="SECONDS"),
     Setting("proxy", False, "Run behind a reverse proxy that terminates TLS: serve plain HTTP on --port, trust X-Forwarded-* headers, no onboarding port.", _bool, flag=True),
@@ -100,6 +101,7 @@ class Config:
     relay_only: bool = False
     relay_min_port: int = 49160
     relay_max_port: int = 49999
+    turn_credential_ttl: int = 86400
     turn_allow_loopback: bool = False
     resume_grace: float = 8.0
     proxy: bool = False

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 RATE_PER_SECOND = 100.0
 RATE_BURST = 400.0
 CLEAN_CLOSE_CODES = (1000, 1001)
-# TURN credentials live 24 h; pages get new ones every 12 h.
+# By default TURN credentials live 24 h and pages get new ones every 12 h.
 ICE_REFRESH_SECONDS = 12 * 3600.0
 
 IceServersFor = Callable[[str, str], dict[str, Any]]
