@@ -218,3 +218,14 @@ def test_scripts_run_passes_arguments_to_the_installed_command() -> None:
     res = subprocess.run([str(ROOT / "scripts" / "run"), "--version"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == f"meshcall {__version__}"
+
+
+def test_turn_port_in_use_is_one_line(tmp_path: Path) -> None:
+    port, turn_port = free_ports(2)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", turn_port))
+        res = run_cli("--host", "127.0.0.1", "--port", str(port), "--http-port", "0",
+                      "--turn-port", str(turn_port), "--data-dir", str(tmp_path / "d"))
+    assert res.returncode == 1
+    assert f"TURN port {turn_port}" in res.stderr and "--turn-port" in res.stderr
+    assert "Traceback" not in res.stderr
