@@ -49,3 +49,12 @@ def test_room_page_preloads_exactly_its_module_graph() -> None:
     html = (ASSETS / "room.html").read_text()
     preloaded = set(re.findall(r'<link rel="modulepreload" href="/static/js/([\w-]+\.js)">', html))
     assert preloaded == imports_of("room.js")
+
+
+def test_front_end_jsdoc_types_check() -> None:
+    import subprocess
+
+    tsc = Path(__file__).resolve().parents[1] / ".tools" / "node_modules" / ".bin" / "tsc"
+    assert tsc.exists(), "TypeScript is missing: ./scripts/test installs it into .tools/"
+    res = subprocess.run([str(tsc), "-p", str(ASSETS / "jsconfig.json")], capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stdout + res.stderr

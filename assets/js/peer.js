@@ -166,7 +166,7 @@ export class Peer extends EventTarget {
   async setTrack(/** @type {'audio'|'video'} */ kind, /** @type {MediaStreamTrack|null} */ track) {
     this.tracks[kind] = track;
     for (const t of this.pc.getTransceivers()) {
-      if (t.receiver.track.kind === kind && t.sender && !t.stopped && t.direction === 'sendrecv') {
+      if (t.receiver.track.kind === kind && t.direction === 'sendrecv') {
         await t.sender.replaceTrack(track);
       }
     }
