@@ -8,6 +8,7 @@ is used: only its ports, certificate paths and IPv6 listens are replaced."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import json
@@ -166,10 +167,11 @@ http {{
             self.proc.wait(5)
 
 
-@pytest.fixture
-def proxied(tmp_path: Path) -> Iterator[dict[str, Any]]:
+@contextlib.contextmanager
+def proxy_stack(tmp_path: Path, turn: bool = False) -> Iterator[dict[str, Any]]:
+    """meshcall --proxy behind Debian's nginx running this repository's recipe."""
     ca, chain, key = make_site_certificate(tmp_path)
-    mc = ProxiedMeshcall()
+    mc = ProxiedMeshcall(turn=turn)
     https_port, http_port = free_ports(2)
     (tmp_path / "nginx").mkdir()
     nginx = Nginx(tmp_path / "nginx", recipe_for_test(mc.port, https_port, http_port, chain, key), https_port)
@@ -177,7 +179,7 @@ def proxied(tmp_path: Path) -> Iterator[dict[str, Any]]:
         mc.start()
         nginx.start()
         yield {"origin": f"https://127.0.0.1:{https_port}", "http": f"http://127.0.0.1:{http_port}",
-               "ca": ca, "mc": mc, "nginx": nginx}
+               "https_port": https_port, "ca": ca, "mc": mc, "nginx": nginx}
     except BaseException:
         print(mc.output())
         print(nginx.logs())
@@ -185,6 +187,12 @@ def proxied(tmp_path: Path) -> Iterator[dict[str, Any]]:
     finally:
         nginx.stop()
         mc.close()
+
+
+@pytest.fixture
+def proxied(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    with proxy_stack(tmp_path) as stack:
+        yield stack
 
 
 def trust(ca: Path) -> ssl.SSLContext:
@@ -259,23 +267,10 @@ def test_cross_origin_upgrade_through_nginx_is_refused(proxied: dict[str, Any]) 
 def test_ice_servers_name_the_host_the_browser_used(tmp_path: Path) -> None:
     """Behind the proxy meshcall's socket is nginx's: the STUN/TURN addresses handed to a
     page must come from the Host it asked for, not from the upstream connection."""
-    ca, chain, key = make_site_certificate(tmp_path)
-    mc = ProxiedMeshcall(turn=True)
-    https_port, http_port = free_ports(2)
-    (tmp_path / "nginx").mkdir()
-    nginx = Nginx(tmp_path / "nginx", recipe_for_test(mc.port, https_port, http_port, chain, key), https_port)
-    try:
-        mc.start()
-        nginx.start()
+    with proxy_stack(tmp_path, turn=True) as stack:
+        https_port, mc = stack["https_port"], stack["mc"]
         host = f"localhost:{https_port}"
-        welcome = asyncio.run(ws_join(f"wss://127.0.0.1:{https_port}/ws", f"https://{host}", ca, host=host))
+        welcome = asyncio.run(ws_join(f"wss://127.0.0.1:{https_port}/ws", f"https://{host}", stack["ca"], host=host))
         urls = [u for server in welcome["iceServers"] for u in server["urls"]]
         assert f"stun:localhost:{mc.turn_port}" in urls, urls
         assert all("127.0.0.1" not in u for u in urls), urls
-    except BaseException:
-        print(mc.output())
-        print(nginx.logs())
-        raise
-    finally:
-        nginx.stop()
-        mc.close()
