@@ -172,7 +172,8 @@ def leaf_covers(cert: x509.Certificate, host: str, addresses: Iterable[IPAddress
     return cert.not_valid_after_utc - _now() > RENEW_BEFORE
 
 
-def _load_cert(path: Path) -> x509.Certificate:
+def load_certificate(path: Path) -> x509.Certificate:
+    """The first certificate of a PEM file (the leaf of a chain)."""
     return x509.load_pem_x509_certificate(path.read_bytes())
 
 
@@ -190,7 +191,7 @@ def ensure_certificates(data_dir: Path, host: str, addresses: Iterable[IPAddress
     ca_cert_path, ca_key_path = data_dir / CA_CERT, data_dir / CA_KEY
     leaf_cert_path, leaf_key_path = data_dir / LEAF_CERT, data_dir / LEAF_KEY
     if ca_cert_path.exists() and ca_key_path.exists():
-        ca_cert, ca_key = _load_cert(ca_cert_path), _load_key(ca_key_path)
+        ca_cert, ca_key = load_certificate(ca_cert_path), _load_key(ca_key_path)
     else:
         log.info("certificates: making the certificate authority of this installation in %s", data_dir)
         ca_cert, ca_key = make_ca(host)
@@ -199,7 +200,7 @@ def ensure_certificates(data_dir: Path, host: str, addresses: Iterable[IPAddress
         leaf_cert_path.unlink(missing_ok=True)
     leaf: x509.Certificate | None = None
     if leaf_cert_path.exists() and leaf_key_path.exists():
-        leaf = _load_cert(leaf_cert_path)
+        leaf = load_certificate(leaf_cert_path)
         if leaf.issuer != ca_cert.subject or not leaf_covers(leaf, host, addresses):
             log.info("certificates: this machine's names or addresses changed; reissuing the server certificate")
             leaf = None
@@ -214,7 +215,7 @@ def ensure_certificates(data_dir: Path, host: str, addresses: Iterable[IPAddress
 def user_certificate(cert_file: Path, key_file: Path) -> ServerCertificate:
     """Check a certificate the user brought: readable, parseable, and key matching."""
     try:
-        cert = _load_cert(cert_file)
+        cert = load_certificate(cert_file)
     except OSError as exc:
         raise CertificateError(f"--cert {cert_file}: {exc.strerror}") from None
     except ValueError:

@@ -14,10 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from tornado import httpserver, ioloop, netutil
 
 from . import __version__, netinfo
-from .certs import CertificateError, ServerCertificate, ensure_certificates, user_certificate, write_private
+from .certs import (CertificateError, ServerCertificate, ensure_certificates, leaf_covers, load_certificate,
+                    user_certificate, write_private)
 from .onboarding import Onboarding, make_onboarding_app
 from .paths import DataDirError, asset_dir, default_data_dir, prepare_data_dir
 from .rooms import Rooms
@@ -76,6 +78,8 @@ class Appliance:
         self._servers: list[httpserver.HTTPServer] = []
         self._ssl_ctx: ssl.SSLContext | None = None
         self._watcher: ioloop.PeriodicCallback | None = None
+        self._leaf: x509.Certificate | None = None
+        self._onboarding: Onboarding | None = None
 
     # -- ICE servers for one peer -----------------------------------------------------
 
@@ -133,6 +137,7 @@ class Appliance:
             ssl_ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             ssl_ctx.load_cert_chain(self.cert.cert_file, self.cert.key_file)
             self._ssl_ctx = ssl_ctx
+            self._leaf = load_certificate(self.cert.cert_file)
         socks = _bind(config.port, config.host, "HTTPS" if ssl_ctx else "HTTP", "--port")
         self.port = socks[0].getsockname()[1]
         server = httpserver.HTTPServer(app, ssl_options=ssl_ctx, xheaders=config.proxy)
@@ -145,6 +150,7 @@ class Appliance:
                               self.cert.ca_fingerprint if self.cert else None)
             socks = _bind(config.http_port, config.host, "HTTP", "--http-port")
             self.http_port = socks[0].getsockname()[1]
+            self._onboarding = info
             onboarding = httpserver.HTTPServer(make_onboarding_app(info, str(assets)))
             onboarding.add_sockets(socks)
             self._servers.append(onboarding)
@@ -164,8 +170,11 @@ class Appliance:
         new TLS handshakes use it at once, and trusted devices stay trusted (same CA)."""
         if self._ssl_ctx is None or self.cert is None or self.cert.ca_file is None:
             return False
+        host, addresses = netinfo.hostname(), netinfo.interface_addresses()
+        if self._leaf is not None and leaf_covers(self._leaf, host, addresses):
+            return False  # the usual case: checked in memory, no file read
         try:
-            fresh = ensure_certificates(self.data_dir, netinfo.hostname(), netinfo.interface_addresses())
+            fresh = ensure_certificates(self.data_dir, host, addresses)
         except (OSError, ValueError) as exc:
             log.warning("certificates: cannot check for address changes: %s", exc)
             return False
@@ -173,6 +182,9 @@ class Appliance:
             return False
         self._ssl_ctx.load_cert_chain(fresh.cert_file, fresh.key_file)
         self.cert = fresh
+        self._leaf = load_certificate(fresh.cert_file)
+        if self._onboarding is not None:
+            self._onboarding.fingerprint = fresh.fingerprint
         log.info("certificate: reissued for new addresses; SHA-256 %s", fresh.fingerprint)
         return True
 

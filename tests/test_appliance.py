@@ -5,14 +5,21 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import ssl
+import urllib.request
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
+from helpers.procs import free_ports
 from meshcall import netinfo
 from meshcall.server import Appliance
 from meshcall.settings import Config
+
+
+def onboarding_page(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
+        return resp.read().decode()
 
 
 def served_certificate(port: int) -> x509.Certificate:
@@ -23,7 +30,8 @@ def served_certificate(port: int) -> x509.Certificate:
 def test_new_address_while_running_reissues_the_leaf_from_the_same_ca(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     async def scenario() -> None:
-        app = Appliance(Config(host="127.0.0.1", port=0, http_port=0, no_turn=True, data_dir=tmp_path))
+        http_port = free_ports(1)[0]
+        app = Appliance(Config(host="127.0.0.1", port=0, http_port=http_port, no_turn=True, data_dir=tmp_path))
         await app.start()
         try:
             before = await asyncio.to_thread(served_certificate, app.port)
@@ -42,6 +50,9 @@ def test_new_address_while_running_reissues_the_leaf_from_the_same_ca(tmp_path: 
                                                            server_hostname="localhost")
             writer.close()
             await writer.wait_closed()
+            # The onboarding page shows the certificate now served.
+            page = await asyncio.to_thread(onboarding_page, http_port)
+            assert app.cert is not None and app.cert.fingerprint in page
         finally:
             await app.stop()
 
