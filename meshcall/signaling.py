@@ -58,7 +58,7 @@ class Hub:
         now = self.clock()
         for peer_id, sock in list(self.sockets.items()):
             if now - sock.ice_issued >= self.ice_refresh:
-                sock.send_ice(peer_id, "ice-servers")
+                sock.send_ice(peer_id)
 
     def send(self, peer_ids: list[str] | list[Peer], msg: dict[str, Any]) -> None:
         frame = encode(msg)
@@ -109,8 +109,8 @@ class SignalingHandler(websocket.WebSocketHandler):
         self.ice_issued = self.hub.clock()
         return self.hub.ice_for(peer_id, self._local_host())
 
-    def send_ice(self, peer_id: str, kind: str) -> None:
-        self.send_frame(encode({"type": kind, **self.ice_servers(peer_id)}))
+    def send_ice(self, peer_id: str) -> None:
+        self.send_frame(encode({"type": "ice-servers", **self.ice_servers(peer_id)}))
 
     # Tornado's default check_origin refuses an Origin whose host differs from the Host
     # header (403): exactly the same-origin rule wanted here, so it is not overridden.
