@@ -42,9 +42,6 @@ def prepare_data_dir(path: Path) -> Path:
         probe = path / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
-        for child in path.iterdir():
-            if child.is_file():
-                child.read_bytes()[:0]
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise DataDirError(f"data dir {path}: {reason}") from None
