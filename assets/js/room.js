@@ -228,8 +228,13 @@ function enableAudio() {
 }
 
 // ---------------------------------------------------------------- signaling
+/** The RTCConfiguration the server hands out (in the welcome, and fresh later). */
+function iceConfig(/** @type {{iceServers: RTCIceServer[], iceTransportPolicy: RTCIceTransportPolicy}} */ m) {
+  return { iceServers: m.iceServers || [], iceTransportPolicy: m.iceTransportPolicy || 'all' };
+}
+
 function onWelcome(/** @type {Welcome} */ w) {
-  call.config = { iceServers: w.iceServers || [], iceTransportPolicy: w.iceTransportPolicy || 'all' };
+  call.config = iceConfig(w);
   call.maxPeers = w.maxPeers;
   const fresh = !w.resumed || w.id !== call.id;
   if (fresh) {
@@ -245,12 +250,7 @@ function onWelcome(/** @type {Welcome} */ w) {
     const present = new Set(w.peers.map((p) => p.id));
     for (const id of [...call.peers.keys()]) if (!present.has(id)) disconnect(id);
     for (const p of w.peers) {
-      call.infos.set(p.id, p);
-      const tile = grid.get(p.id);
-      if (tile) {
-        tile.setName(p.name);
-        tile.setMedia(p.audio, p.video);
-      }
+      onPeerUpdated(p);
       if (!call.peers.has(p.id)) connect(p.id, true);
     }
   }
@@ -263,7 +263,7 @@ function onWelcome(/** @type {Welcome} */ w) {
 
 /** Fresh TURN credentials: used for every connection from now on, open ones included. */
 function onIceServers(/** @type {{iceServers: RTCIceServer[], iceTransportPolicy: RTCIceTransportPolicy}} */ m) {
-  call.config = { iceServers: m.iceServers || [], iceTransportPolicy: m.iceTransportPolicy || 'all' };
+  call.config = iceConfig(m);
   for (const peer of call.peers.values()) {
     try {
       peer.pc.setConfiguration({ ...peer.pc.getConfiguration(), ...call.config });
@@ -278,6 +278,7 @@ function onPeerJoined(/** @type {PeerInfo} */ p) {
   connect(p.id, false);
 }
 
+/** What the room says about a peer: remember it and show it on its tile. */
 function onPeerUpdated(/** @type {PeerInfo} */ p) {
   call.infos.set(p.id, p);
   const tile = grid.get(p.id);
