@@ -19,8 +19,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import ssl
 import statistics
 import subprocess
 import sys
@@ -30,6 +28,10 @@ import urllib.request
 from pathlib import Path
 from typing import Sequence
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import client_tls, free_port  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 EXE = ROOT / "dist" / ("meshcall.exe" if os.name == "nt" else "meshcall")
 SIZE_TARGET_MB = 30.0
@@ -37,26 +39,13 @@ START_TARGET_S = 1.0
 POLL_S = 0.01
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _no_verify() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 def _start_and_time(command: Sequence[str], data_dir: Path, tmpdir: Path, timeout: float = 30) -> float:
     """Start meshcall, return seconds until /healthz answers over HTTPS, then stop it."""
-    port = _free_port()
+    port = free_port()
     args = [*command, "--host", "127.0.0.1", "--port", str(port), "--http-port", "0", "--no-turn",
             "--data-dir", str(data_dir), "--log-level", "warning"]
     env = {**os.environ, "TMPDIR": str(tmpdir)}
-    ctx = _no_verify()
+    ctx = client_tls()
     url = f"https://127.0.0.1:{port}/healthz"
     with tempfile.TemporaryFile() as out:
         t0 = time.perf_counter()
