@@ -8,7 +8,7 @@ from typing import Any
 
 from tornado import web
 
-from .web import CA_MIME, SECURITY_HEADERS
+from .web import SECURITY_HEADERS, send_ca
 
 
 @dataclass
@@ -44,11 +44,7 @@ class OnboardingPage(_Base):
 
 class CaDownload(_Base):
     def get(self) -> None:
-        if self.info.ca_pem is None:
-            raise web.HTTPError(404)
-        self.set_header("Content-Type", CA_MIME)
-        self.set_header("Content-Disposition", 'attachment; filename="meshcall-ca.crt"')
-        self.finish(self.info.ca_pem)
+        send_ca(self, self.info.ca_pem)
 
 
 class ToHttps(_Base):

@@ -50,6 +50,15 @@ class AppContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def send_ca(handler: web.RequestHandler, pem: bytes | None) -> None:
+    """The CA certificate as a download devices offer to install (404 without one)."""
+    if pem is None:
+        raise web.HTTPError(404)
+    handler.set_header("Content-Type", CA_MIME)
+    handler.set_header("Content-Disposition", 'attachment; filename="meshcall-ca.crt"')
+    handler.finish(pem)
+
+
 class SecureHandler(web.RequestHandler):
     def set_default_headers(self) -> None:
         for name, value in SECURITY_HEADERS.items():
@@ -105,11 +114,7 @@ class CaHandler(SecureHandler):
         self.ctx = ctx
 
     def get(self) -> None:
-        if self.ctx.ca_file is None:
-            raise web.HTTPError(404)
-        self.set_header("Content-Type", CA_MIME)
-        self.set_header("Content-Disposition", 'attachment; filename="meshcall-ca.crt"')
-        self.finish(self.ctx.ca_file.read_bytes())
+        send_ca(self, self.ctx.ca_file.read_bytes() if self.ctx.ca_file else None)
 
 
 class QrHandler(SecureHandler):
