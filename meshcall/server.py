@@ -18,6 +18,7 @@ from cryptography import x509
 from tornado import httpserver, ioloop, netutil
 
 from . import __version__, netinfo
+from .collector import Collector
 from .certs import (CertificateError, ServerCertificate, ensure_certificates, leaf_covers, load_certificate,
                     user_certificate, write_private)
 from .onboarding import Onboarding, make_onboarding_app
@@ -266,6 +267,8 @@ async def run(config: Config) -> int:
     appliance = Appliance(config)
     await appliance.start()
     appliance.announce()
+    collector = Collector()
+    collector.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -276,6 +279,7 @@ async def run(config: Config) -> int:
             signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
     await stop.wait()
     log.info("shutdown: stopping")
+    collector.stop()
     await appliance.stop()
     log.info("shutdown: done")
     return 0
