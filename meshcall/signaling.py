@@ -23,6 +23,10 @@ RATE_BURST = 400.0
 CLEAN_CLOSE_CODES = (1000, 1001)
 # By default TURN credentials live 24 h and pages get new ones every 12 h.
 ICE_REFRESH_SECONDS = 12 * 3600.0
+# A socket not heard from for this long gets a WebSocket ping. Pages send their own ping
+# every 5 s, so a live page is rarely pinged; an answer comes well within the 8 s grace.
+PING_AFTER_SECONDS = 5.5
+SWEEP_MS = 500
 
 IceServersFor = Callable[[str, str], dict[str, Any]]
 
@@ -31,9 +35,12 @@ class Hub:
     """What the signaling sockets share: the rooms, the live sockets, the ICE settings."""
 
     def __init__(self, rooms: Rooms, ice_for: IceServersFor | None = None,
-                 clock: Callable[[], float] = time.monotonic, ice_refresh: float = ICE_REFRESH_SECONDS) -> None:
+                 clock: Callable[[], float] = time.monotonic, ice_refresh: float = ICE_REFRESH_SECONDS,
+                 ping_after: float = PING_AFTER_SECONDS) -> None:
         self.rooms = rooms
-        self.sockets: dict[str, SignalingHandler] = {}
+        self.sockets: dict[str, SignalingHandler] = {}  # joined sockets by peer id
+        self.open_sockets: set[SignalingHandler] = set()  # every open socket, joined or not
+        self.ping_after = ping_after
         self.ice_for: IceServersFor = ice_for or (lambda peer_id, host: {"iceServers": [], "iceTransportPolicy": "all"})
         self.clock = clock
         self.closing = False
@@ -42,7 +49,7 @@ class Hub:
 
     def start(self) -> None:
         if not self._timers:
-            self._timers = [ioloop.PeriodicCallback(self.sweep, 500),
+            self._timers = [ioloop.PeriodicCallback(self.sweep, SWEEP_MS),
                             ioloop.PeriodicCallback(self.refresh_ice, min(60.0, self.ice_refresh / 4) * 1000)]
             for timer in self._timers:
                 timer.start()
@@ -82,9 +89,24 @@ class Hub:
             sock.close(1000, "removed")
 
     def sweep(self) -> None:
-        """Remove peers not heard from within the grace period (dead or dropped sockets)."""
-        for peer_id in self.rooms.expired(self.clock()):
+        """Remove peers not heard from within the grace period (dead or dropped sockets),
+        ping sockets that have gone quiet, and close unjoined ones that stopped answering.
+
+        Pinging only quiet sockets, rather than every socket on a timer of its own, keeps
+        a busy server from spending a frame each way per socket every few seconds on
+        sockets whose frames already show they are alive."""
+        now = self.clock()
+        for peer_id in self.rooms.expired(now):
             self.drop(peer_id, "gone")
+        for sock in list(self.open_sockets):
+            quiet = now - sock.heard
+            if quiet < self.ping_after:
+                continue
+            if sock.peer_id is None and quiet >= 2 * self.ping_after:
+                sock.close(1000, "ping timed out")  # joined sockets go by the grace period
+            elif now - sock.pinged >= self.ping_after:
+                sock.pinged = now
+                sock.send_ping()
 
     def shutdown(self, reason: str = "The meeting server is restarting.") -> int:
         """Tell every page the server is going away and close its socket (1001)."""
@@ -104,6 +126,7 @@ class SignalingHandler(websocket.WebSocketHandler):
         self.refilled = hub.clock()
         self.server_closed = False
         self.ice_issued = 0.0
+        self.heard = self.pinged = hub.clock()
 
     def ice_servers(self, peer_id: str) -> dict[str, Any]:
         self.ice_issued = self.hub.clock()
@@ -125,6 +148,8 @@ class SignalingHandler(websocket.WebSocketHandler):
         # Signaling is small frames that someone waits for (an answer, a candidate):
         # without this, Nagle's algorithm and delayed ACKs hold some back for ~40 ms.
         self.set_nodelay(True)
+        self.heard = self.hub.clock()
+        self.hub.open_sockets.add(self)
 
     def send_frame(self, frame: str) -> None:
         if self.ws_connection is None or self.ws_connection.is_closing():
@@ -134,16 +159,25 @@ class SignalingHandler(websocket.WebSocketHandler):
         except websocket.WebSocketClosedError:
             pass  # that socket is gone; its close handler cleans up
 
+    def send_ping(self) -> None:
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        try:
+            self.ping()
+        except websocket.WebSocketClosedError:
+            pass
+
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         self.server_closed = True
         super().close(code, reason)
 
     def on_pong(self, data: bytes) -> None:
+        self.heard = self.hub.clock()
         if self.peer_id is not None:
-            self.hub.rooms.touch(self.peer_id, self.hub.clock())
+            self.hub.rooms.touch(self.peer_id, self.heard)
 
     def _rate_ok(self) -> bool:
-        now = self.hub.clock()
+        now = self.heard = self.hub.clock()
         self.tokens = min(RATE_BURST, self.tokens + (now - self.refilled) * RATE_PER_SECOND)
         self.refilled = now
         if self.tokens < 1:
@@ -157,7 +191,7 @@ class SignalingHandler(websocket.WebSocketHandler):
                 raise ProtocolError("rate-limited", "Too many messages; slow down.")
             msg = parse(message)
             if self.peer_id is not None:
-                self.hub.rooms.touch(self.peer_id, self.hub.clock())
+                self.hub.rooms.touch(self.peer_id, self.heard)
             getattr(self, "do_" + msg["type"])(msg)
         except SignalingError as err:
             self._fail(err)
@@ -243,6 +277,7 @@ class SignalingHandler(websocket.WebSocketHandler):
         self.hub.drop(peer.id, "left")
 
     def on_close(self) -> None:
+        self.hub.open_sockets.discard(self)
         peer_id, self.peer_id = self.peer_id, None
         if peer_id is None or self.hub.sockets.get(peer_id) is not self:
             return

@@ -37,7 +37,6 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 CA_MIME = "application/x-x509-ca-cert"
-WS_PING_INTERVAL = 4.0
 
 
 @dataclass
@@ -149,11 +148,8 @@ def make_app(ctx: AppContext, **settings: Any) -> web.Application:
     ]
     defaults: dict[str, Any] = {
         "default_handler_class": NotFoundHandler,
-        # A live socket answers within the resume grace period (8 s from last heard);
-        # pages also send their own ping every 5 s. Each ping costs a frame each way per
-        # socket, so not more often than needed.
-        "websocket_ping_interval": WS_PING_INTERVAL,
-        "websocket_ping_timeout": 2 * WS_PING_INTERVAL,
+        # No per-socket ping timers: the hub pings only sockets that have gone quiet.
+        "websocket_ping_interval": 0,
         "websocket_max_message_size": 256 * 1024,  # parse() refuses > 64 KiB with a clear code
         "compress_response": True,
     }

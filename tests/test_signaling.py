@@ -61,10 +61,10 @@ class ServerCase(AsyncHTTPTestCase):
     def get_app(self) -> Any:
         self.rooms = Rooms(self.max_peers, self.grace)
         self.issued = 0
-        self.hub = Hub(self.rooms, self._ice, ice_refresh=self.ice_refresh)
+        self.hub = Hub(self.rooms, self._ice, ice_refresh=self.ice_refresh, ping_after=0.2)
         self.hub.start()
         self.clients: list[Client] = []
-        return make_app(AppContext(self.hub, asset_dir()), websocket_ping_interval=0.2, websocket_ping_timeout=1)
+        return make_app(AppContext(self.hub, asset_dir()))
 
     def tearDown(self) -> None:
         for c in self.clients:
@@ -180,6 +180,17 @@ class SignalingTest(ServerCase):
         assert (await a.expect("peer-updated"))["peer"]["id"] == wb["id"]  # not peer-left
         await b2.send({"type": "signal", "to": again["peers"][0]["id"], "candidate": None})
         assert (await a.expect("signal"))["from"] == wb["id"]
+
+    @gen_test(timeout=15)
+    async def test_a_quiet_live_socket_is_pinged_and_keeps_its_place(self) -> None:
+        a, b = await self.client(), await self.client()
+        await a.join()
+        wb = await b.join()
+        await a.expect("peer-joined")
+        await asyncio.sleep(2 * self.grace)  # b sends nothing; its client answers pings
+        assert self.rooms.get(wb["id"]) is not None
+        await a.alive()
+        await b.alive()
 
     @gen_test(timeout=15)
     async def test_unclean_drop_is_removed_after_grace(self) -> None:
