@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from unittest import mock
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 from tornado import httpclient, websocket
@@ -112,6 +113,27 @@ class SignalingTest(ServerCase):
         assert err["error"] == "unknown-peer" and err["fatal"] is False
         await a.alive()
         await c.alive()  # c received nothing but its pong
+
+    @gen_test
+    async def test_relayed_frames_are_written_without_a_task_each(self) -> None:
+        # write_text_frame bypasses write_message's per-call Task (a measured cost);
+        # this fails if a Tornado upgrade quietly sends it down the slow path.
+        a, b = await self.client(), await self.client()
+        await a.join()
+        wb = await b.join()
+        await a.expect("peer-joined")
+        wrappers: list[str] = []
+        real = asyncio.ensure_future
+
+        def counting(coro: Any, **kw: Any) -> Any:
+            if getattr(coro, "__qualname__", "").endswith("write_message.<locals>.wrapper"):
+                wrappers.append(coro.__qualname__)
+            return real(coro, **kw)
+
+        with mock.patch("asyncio.ensure_future", counting):
+            await a.send({"type": "signal", "to": wb["id"], "candidate": None})
+            assert (await b.expect("signal"))["candidate"] is None
+        assert len(wrappers) == 1, wrappers  # the test client's own send; none from the server
 
     @gen_test
     async def test_spoofed_sender_closes_only_that_socket(self) -> None:
