@@ -70,6 +70,7 @@ class Collector:
         gc.unfreeze()
         found = gc.collect()
         gc.freeze()
-        log.info("gc: full collection found %d unreachable objects in %.0f ms", found,
-                 (time.perf_counter() - started) * 1000)
+        # Something found here slipped past the young collections: worth a line in the log.
+        log.log(logging.INFO if found else logging.DEBUG, "gc: full collection found %d unreachable objects in %.0f ms",
+                found, (time.perf_counter() - started) * 1000)
         return found

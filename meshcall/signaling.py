@@ -125,9 +125,10 @@ class Hub:
                 sock.send_ping()
 
     def shutdown(self, reason: str = "The meeting server is restarting.") -> int:
-        """Tell every page the server is going away and close its socket (1001)."""
+        """Tell every page the server is going away and close its socket (1001), joined
+        or not."""
         self.closing = True
-        socks = list(self.sockets.values())
+        socks = list(self.open_sockets)
         for sock in socks:
             sock.send_frame(encode({"type": "shutdown", "value": reason}))
             sock.close(1001, "server going away")

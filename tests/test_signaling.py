@@ -305,11 +305,13 @@ class SignalingTest(ServerCase):
 
     @gen_test
     async def test_shutdown_tells_every_page_and_closes_going_away(self) -> None:
-        a = await self.client()
+        a, waiting = await self.client(), await self.client()  # `waiting` has not joined yet
         await a.join()
-        assert self.hub.shutdown() == 1
-        assert (await a.expect("shutdown"))["value"]
-        assert await a.closed() == 1001
+        await waiting.alive()
+        assert self.hub.shutdown() == 2
+        for page in (a, waiting):
+            assert (await page.expect("shutdown"))["value"]
+            assert await page.closed() == 1001
 
     def test_every_response_has_the_security_headers(self) -> None:
         for path in ["/", "/r/some-room", "/static/index.html", "/healthz", "/missing", "/r/bad%20room",
