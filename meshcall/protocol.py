@@ -178,5 +178,9 @@ def parse(frame: str | bytes) -> dict[str, Any]:
     return PARSERS[kind](msg)
 
 
+# One encoder for every frame: json.dumps with options builds a new encoder per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def encode(msg: dict[str, Any]) -> str:
-    return json.dumps(msg, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(msg)
