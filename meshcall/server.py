@@ -264,11 +264,8 @@ class Appliance:
 
 
 async def run(config: Config) -> int:
-    appliance = Appliance(config)
-    await appliance.start()
-    appliance.announce()
-    collector = Collector()
-    collector.start()
+    # Signal handlers first: a SIGTERM that arrives while starting (the server already
+    # answers while start-up finishes) then still ends in a clean stop with exit code 0.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -277,6 +274,11 @@ async def run(config: Config) -> int:
         except (NotImplementedError, AttributeError, ValueError):
             # Windows: no loop signal handlers; signal.signal still sees Ctrl+C.
             signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+    appliance = Appliance(config)
+    await appliance.start()
+    appliance.announce()
+    collector = Collector()
+    collector.start()
     await stop.wait()
     log.info("shutdown: stopping")
     collector.stop()

@@ -229,3 +229,12 @@ def test_turn_port_in_use_is_one_line(tmp_path: Path) -> None:
     assert res.returncode == 1
     assert f"TURN port {turn_port}" in res.stderr and "--turn-port" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_sigterm_the_moment_it_first_answers_still_stops_cleanly() -> None:
+    # The server answers HTTPS while the rest of start-up (TURN and its self-check, the
+    # collector) finishes: a SIGTERM in that window must still end in a clean stop.
+    for _ in range(3):
+        with Meshcall(turn=True) as mc:  # start() returns at the first /healthz answer
+            code, took = mc.terminate()
+            assert code == 0 and took < 2, mc.output()
