@@ -190,7 +190,8 @@ class Appliance:
         return True
 
     async def _start_turn(self) -> None:
-        from .turn.server import TurnConfig, TurnServer, self_check
+        from .turn.selfcheck import self_check
+        from .turn.server import TurnConfig, TurnServer
 
         config = self.config
         self.turn_secret = _turn_secret(config, self.data_dir)

@@ -55,8 +55,6 @@ class Allocation:
     five_tuple: FiveTuple
     username: str
     user: str
-    key: bytes
-    use_sha256: bool
     transaction_id: bytes
     relayed: Address
     expires: float
@@ -71,7 +69,6 @@ class Allocation:
     packets_to_peer: int = 0
     packets_to_client: int = 0
     bytes_relayed: int = 0
-    dropped: int = 0
 
     def has_permission(self, ip: str, now: float) -> bool:
         return self.permissions.get(ip, 0.0) > now

@@ -216,8 +216,7 @@ class Message:
             data += pack_attribute(Attr.MESSAGE_INTEGRITY_SHA256, mac)
         if fingerprint:
             struct.pack_into("!H", data, 2, len(data) - HEADER_LENGTH + 8)
-            crc = (binascii.crc32(data) ^ FINGERPRINT_XOR) & 0xFFFFFFFF
-            data += pack_attribute(Attr.FINGERPRINT, struct.pack("!I", crc))
+            data += pack_attribute(Attr.FINGERPRINT, struct.pack("!I", compute_fingerprint(data)))
         struct.pack_into("!H", data, 2, len(data) - HEADER_LENGTH)
         return bytes(data)
 
@@ -347,7 +346,7 @@ def verify_integrity_sha256(message: Message, key: bytes) -> bool:
     return hmac.compare_digest(mac[:size], expected)
 
 
-def compute_fingerprint(data_before: bytes) -> int:
+def compute_fingerprint(data_before: bytes | bytearray) -> int:
     """CRC-32 of the message before FINGERPRINT, XOR 0x5354554e (RFC 8489 §14.7).
 
     ``data_before`` must already have its length field covering the fingerprint.
@@ -375,28 +374,6 @@ def _family_and_bytes(host: str) -> tuple[int, bytes]:
     if address.version == 4:
         return FAMILY_IPV4, address.packed
     return FAMILY_IPV6, address.packed
-
-
-def pack_address(host: str, port: int) -> bytes:
-    """MAPPED-ADDRESS value (RFC 8489 §14.1)."""
-    family, packed = _family_and_bytes(host)
-    return struct.pack("!BBH", 0, family, port) + packed
-
-
-def unpack_address(value: bytes) -> tuple[str, int]:
-    """(host, port) from a MAPPED-ADDRESS value (RFC 8489 §14.1)."""
-    if len(value) < 4:
-        raise StunError(f"address attribute of {len(value)} bytes is too short")
-    _, family, port = struct.unpack_from("!BBH", value, 0)
-    if family == FAMILY_IPV4:
-        if len(value) != 8:
-            raise StunError(f"IPv4 address attribute is {len(value)} bytes, not 8")
-        return str(ipaddress.IPv4Address(value[4:8])), port
-    if family == FAMILY_IPV6:
-        if len(value) != 20:
-            raise StunError(f"IPv6 address attribute is {len(value)} bytes, not 20")
-        return str(ipaddress.IPv6Address(value[4:20])), port
-    raise StunError(f"unknown address family {family:#04x}")
 
 
 def _xor_mask(family: int, transaction_id: bytes) -> bytes:

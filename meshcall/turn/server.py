@@ -26,9 +26,8 @@ from .allocations import DEFAULT_LIFETIME, Address, Allocation, AllocationTable,
 from .codec import Attr, Class, Message, Method, StunError
 from .credentials import rest_password, username_expired, username_user
 from .policy import TokenBucket, normalize_ip, peer_ip_refusal, peer_refusal
-from .selfcheck import self_check
 
-__all__ = ["TurnConfig", "TurnServer", "self_check"]
+__all__ = ["TurnConfig", "TurnServer"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +54,6 @@ _CHANNEL_HEADER = struct.Struct("!HH")
 # Peer datagrams larger than this cannot be framed back to the client (a Data
 # indication with an IPv6 XOR-PEER-ADDRESS must fit a 16-bit length): dropped.
 MAX_RELAY_PAYLOAD = 0xFFFF - 32
-# Datagrams larger than a STUN/ChannelData message can be are dropped unread.
-MAX_DATAGRAM = 0xFFFF + codec.HEADER_LENGTH
 
 
 @dataclass
@@ -390,7 +387,7 @@ class TurnServer:
         try:
             if data and 0x40 <= data[0] <= 0x7F:
                 self._on_channel_data(self._table.by_five_tuple.get(link.five_tuple), data)
-            elif len(data) <= MAX_DATAGRAM:
+            else:
                 self._on_stun(link, data)
         except Exception:  # noqa: BLE001 - the last line of defence; logged loudly
             logger.exception("TURN: internal error on a packet from %s", link.client)
@@ -408,7 +405,6 @@ class TurnServer:
                 self._counters["packets_dropped"] += 1
                 return
             if not allocation.bucket.take(length, now):
-                allocation.dropped += 1
                 self._counters["packets_dropped"] += 1
                 return
             allocation.relay.sendto(data[4 : 4 + length], peer)
@@ -461,17 +457,12 @@ class TurnServer:
 
     def _on_malformed(self, link: _Link, data: bytes, exc: StunError) -> None:
         try:
-            _, cls, _, transaction_id = codec.parse_header(data)
+            method, cls, _, transaction_id = codec.parse_header(data)
         except StunError:
             logger.debug("TURN: dropping non-STUN packet from %s: %s", link.client, exc)
             return
-        if cls != Class.REQUEST or len(data) < codec.HEADER_LENGTH:
-            return
-        method, _ = codec.split_message_type(struct.unpack_from("!H", data, 0)[0])
-        logger.debug("TURN: 400 to %s: %s", link.client, exc)
-        reply = Message(method, Class.ERROR, transaction_id, [(Attr.ERROR_CODE, codec.pack_error_code(400, str(exc)[:100]))])
-        self._counters["errors"] += 1
-        link.send(reply.encode())
+        if cls == Class.REQUEST:
+            self._error(link, Message(method, cls, transaction_id), 400, None, reason=str(exc)[:100])
 
     # --- responses -----------------------------------------------------------
 
@@ -512,10 +503,12 @@ class TurnServer:
 
     # --- authentication (RFC 8489 §9.2.4) ------------------------------------
 
+    def _nonce_mac(self, stamp: str, link: _Link) -> str:
+        return hmac.new(self._nonce_key, f"{stamp}/{link.client[0]}".encode(), hashlib.sha256).hexdigest()[:24]
+
     def _nonce(self, link: _Link) -> bytes:
         stamp = f"{int(time.monotonic()) + self.config.nonce_lifetime:x}"
-        mac = hmac.new(self._nonce_key, f"{stamp}/{link.client[0]}".encode(), hashlib.sha256).hexdigest()[:24]
-        return f"{stamp}-{mac}".encode()
+        return f"{stamp}-{self._nonce_mac(stamp, link)}".encode()
 
     def _nonce_fresh(self, nonce: bytes, link: _Link) -> bool:
         try:
@@ -525,8 +518,7 @@ class TurnServer:
         stamp, _, mac = text.partition("-")
         if not stamp or len(stamp) > 12 or any(c not in "0123456789abcdef" for c in stamp):
             return False
-        expected = hmac.new(self._nonce_key, f"{stamp}/{link.client[0]}".encode(), hashlib.sha256).hexdigest()[:24]
-        if not hmac.compare_digest(mac, expected):
+        if not hmac.compare_digest(mac, self._nonce_mac(stamp, link)):
             return False
         return int(stamp, 16) > time.monotonic()
 
@@ -673,8 +665,6 @@ class TurnServer:
             five_tuple=link.five_tuple,
             username=auth.username,
             user=auth.user,
-            key=auth.key,
-            use_sha256=auth.use_sha256,
             transaction_id=request.transaction_id,
             relayed=relayed,
             expires=now + lifetime,
@@ -916,7 +906,6 @@ class TurnServer:
             self._counters["packets_dropped"] += 1
             return
         if not allocation.bucket.take(len(payload), now):
-            allocation.dropped += 1
             self._counters["packets_dropped"] += 1
             return
         allocation.relay.sendto(payload, peer)
@@ -938,7 +927,6 @@ class TurnServer:
                 self._counters["packets_dropped"] += 1
                 return
             if not allocation.bucket.take(len(data), now):
-                allocation.dropped += 1
                 self._counters["packets_dropped"] += 1
                 return
             link = allocation.link
