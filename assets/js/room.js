@@ -38,6 +38,8 @@ const call = {
   /** @type {'prejoin'|'connecting'|'joined'|'reconnecting'|'full'|'left'|'error'} */
   phase: 'prejoin',
   serverAway: false,
+  /** what the server said when it went away */
+  awayNote: '',
   iceRestarts: 0,
   rebuilds: 0,
 };
@@ -326,7 +328,7 @@ function onSignalingState(/** @type {import('./signaling.js').SignalingState} */
     call.phase = 'reconnecting';
     document.body.dataset.phase = 'reconnecting';
     banner(call.serverAway
-      ? 'The meeting server went away — reconnecting… (the call continues meanwhile)'
+      ? `The meeting server went away — reconnecting… ${call.awayNote} (the call continues meanwhile)`
       : 'Connection to the meeting server lost — reconnecting… (the call continues meanwhile)');
   } else if (state === 'connecting' && call.phase === 'connecting') {
     banner('Connecting…');
@@ -334,8 +336,9 @@ function onSignalingState(/** @type {import('./signaling.js').SignalingState} */
 }
 
 function onShutdown(/** @type {{value: string}} */ s) {
+  // The close that follows at once turns this into the 'lost' banner, which says why.
   call.serverAway = true;
-  banner(`The meeting server went away — reconnecting… ${s.value || ''}`.trim());
+  call.awayNote = s.value || '';
 }
 
 // ---------------------------------------------------------------- join / leave

@@ -84,4 +84,5 @@ def test_pages_fit_phone_and_desktop(server, open_page, size):
              what="the QR code")
     check_layout(page, ["#invite-qr", "#invite-copy", "#invite-link"], f"invite-{tag}.png")
     page.keyboard.press("Escape")
-    assert me
+    wait_for(lambda: not dialog.is_visible(), 5, what="Escape to close the invite")
+    assert state(page)["id"] == me
