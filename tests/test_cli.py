@@ -126,24 +126,29 @@ def test_bring_your_own_certificate(tmp_path: Path) -> None:
 
 
 def test_environment_variables_configure_the_server(tmp_path: Path) -> None:
-    port, http_port = free_ports(2)
-    env = {"MESHCALL_HOST": "127.0.0.1", "MESHCALL_PORT": str(port), "MESHCALL_HTTP_PORT": "0",
-           "MESHCALL_NO_TURN": "1", "MESHCALL_DATA_DIR": str(tmp_path / "d"), "MESHCALL_MAX_PEERS": "2"}
-    proc = subprocess.Popen(CLI, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        import time
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                get_json(f"https://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.05)
-    finally:
-        proc.terminate()
-        out = proc.communicate(timeout=5)[0].decode()
-    assert f"join: https://127.0.0.1:{port}/" in out and proc.returncode == 0
+    import asyncio
+    import json
+
+    from tornado import httpclient, websocket
+
+    async def max_peers(url: str) -> int:
+        conn = await websocket.websocket_connect(httpclient.HTTPRequest(url, validate_cert=False))
+        await conn.write_message(json.dumps({"type": "join", "room": "env", "name": "Ada"}))
+        welcome = json.loads(await conn.read_message())
+        conn.close()
+        return int(welcome["maxPeers"])
+
+    mc = Meshcall(data_dir=tmp_path / "d")
+    mc.env.update({"MESHCALL_HOST": "127.0.0.1", "MESHCALL_PORT": str(mc.port), "MESHCALL_HTTP_PORT": "0",
+                   "MESHCALL_NO_TURN": "1", "MESHCALL_DATA_DIR": str(tmp_path / "d"), "MESHCALL_MAX_PEERS": "2"})
+    mc.args = []  # everything from the environment
+    with mc:
+        assert asyncio.run(max_peers(f"wss://127.0.0.1:{mc.port}/ws")) == 2
+        code, _ = mc.terminate()
+        out = mc.output()
+    assert code == 0 and f"join: https://127.0.0.1:{mc.port}/" in out
+    assert (tmp_path / "d" / "ca.crt").exists()
+    assert "TURN: " not in out
 
 
 def test_sigterm_tells_connected_pages_and_exits_within_two_seconds() -> None:

@@ -65,7 +65,9 @@ def test_start_freezes_and_keeps_freezing_on_the_loop() -> None:
         c.freeze = lambda: ticks.append(original()) or 0  # type: ignore[method-assign]
         c.start()
         assert gc.get_freeze_count() > 0
-        await asyncio.sleep(0.3)
+        deadline = asyncio.get_running_loop().time() + 5
+        while len(ticks) < 3 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
         c.stop()
         assert gc.get_freeze_count() == 0
         return ticks

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, Callable
 from unittest import mock
 
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -47,6 +47,14 @@ class Client:
     async def join(self, room: str = "r", name: str = "n", **extra: Any) -> dict[str, Any]:
         await self.send({"type": "join", "room": room, "name": name, **extra})
         return await self.expect("welcome")
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    """Wait until the server side has caught up; fail with the condition still false."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition still false"
+        await asyncio.sleep(0.01)
 
 
 class ServerCase(AsyncHTTPTestCase):
@@ -184,8 +192,7 @@ class SignalingTest(ServerCase):
         assert (await a.expect("peer-left"))["id"] == wb["id"]
         await a.send({"type": "leave"})
         assert await a.closed() == 1000
-        await asyncio.sleep(0.05)
-        assert self.rooms.room_count == 0 and self.rooms.peer_count == 0
+        await eventually(lambda: self.rooms.room_count == 0 and self.rooms.peer_count == 0)
 
     @gen_test
     async def test_unclean_drop_can_resume_same_id_within_grace(self) -> None:
@@ -378,6 +385,6 @@ class LiveFuzzTest(ServerCase):
             # Nothing a stranger sent reached the other room.
             assert [p.id for p in self.rooms.members("quiet")] == [wb["id"]]
             bystander.conn.close(1000)
-            await asyncio.sleep(0.02)
+            await eventually(lambda: not self.rooms.members("quiet"))  # the next example starts clean
 
         self.io_loop.run_sync(run, timeout=20)

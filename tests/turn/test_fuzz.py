@@ -128,5 +128,3 @@ def test_fuzz_udp_and_tcp(turn_factory: ServerFactory) -> None:
         run()
     finally:
         owner.close()
-    stats = server.stats()
-    assert stats["requests"] > 0

@@ -60,5 +60,4 @@ def test_benchmark_harness_runs_small() -> None:
     for name in ("meshcall", "coturn"):
         assert result[name]["packets_sent"] > 0
         assert result[name]["packets_relayed"] > 0
-        assert result[name]["cpu_seconds"] >= 0
     assert "meshcall_vs_coturn_efficiency" in result
