@@ -1,7 +1,7 @@
 """The one-file executable: its size and how fast it answers after being started.
 
-    python benchmarks/binary_bench.py [RUNS]     # prints JSON (builds dist/meshcall if missing;
-                                                 # run ./scripts/build first to measure current sources)
+    python benchmarks/binary_bench.py [RUNS]     # prints JSON (rebuilds dist/meshcall first
+                                                 # when it is missing or older than its sources)
 
 What is timed: from starting the process to the first 200 from GET /healthz over HTTPS,
 polled every 10 ms. Each run gets a fresh data dir that was initialised by one earlier
@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from common import client_tls, free_port  # noqa: E402
+from helpers.executable import ensure_executable  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-EXE = ROOT / "dist" / ("meshcall.exe" if os.name == "nt" else "meshcall")
 SIZE_TARGET_MB = 30.0
 START_TARGET_S = 1.0
 POLL_S = 0.01
@@ -88,14 +89,8 @@ def measure(command: Sequence[str], runs: int) -> dict[str, object]:
             "start_s_max": round(max(times), 3), "runs": runs}
 
 
-def ensure_binary() -> Path:
-    if not EXE.is_file():
-        subprocess.run([str(ROOT / "scripts" / "build")], cwd=ROOT, check=True)
-    return EXE
-
-
 def run(runs: int = 7) -> dict:
-    exe = ensure_binary()
+    exe = ensure_executable()
     size = exe.stat().st_size
     binary = {"path": str(exe.relative_to(ROOT)), "size_mb": round(size / 1e6, 2),
               "size_mib": round(size / 2**20, 2), **measure([str(exe)], runs)}

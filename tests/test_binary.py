@@ -25,41 +25,16 @@ from typing import Any, Iterator
 
 import pytest
 
+from helpers.executable import ensure_executable
 from helpers.procs import ROOT, Meshcall, get_json, insecure_context
 
-EXE = ROOT / "dist" / ("meshcall.exe" if os.name == "nt" else "meshcall")
-# Everything the executable is made from: a newer file here means a rebuild.
-SOURCES = [ROOT / "meshcall", ROOT / "assets", ROOT / "build.spec", ROOT / "pyproject.toml", ROOT / "scripts" / "build"]
-BUILD_TIMEOUT = 600
 FINGERPRINT_RE = re.compile(r"certificate: SHA-256 ([0-9A-F:]{95})")
-
-
-def newest_source_mtime() -> float:
-    """The newest modification time among the sources (cheap: stat only, no hashing)."""
-    newest = 0.0
-    for top in SOURCES:
-        if top.is_file():
-            newest = max(newest, top.stat().st_mtime)
-            continue
-        for dirpath, dirnames, filenames in os.walk(top):
-            dirnames[:] = [d for d in dirnames if d != "__pycache__"]
-            for name in filenames:
-                if not name.endswith((".pyc", ".pyo")):
-                    newest = max(newest, os.stat(os.path.join(dirpath, name)).st_mtime)
-    return newest
 
 
 @pytest.fixture(scope="session")
 def exe() -> Path:
     """dist/meshcall, rebuilt with ./scripts/build when missing or stale."""
-    if not EXE.is_file() or EXE.stat().st_mtime < newest_source_mtime():
-        # Built with this interpreter (scripts/test installs the [build] extra): the suite
-        # runs in a network namespace, where scripts/build could not make its own venv.
-        res = subprocess.run([str(ROOT / "scripts" / "build")], cwd=ROOT, capture_output=True, text=True,
-                             timeout=BUILD_TIMEOUT, env={**os.environ, "BUILD_PYTHON": sys.executable})
-        assert res.returncode == 0, f"./scripts/build failed ({res.returncode}):\n{res.stdout}\n{res.stderr}"
-        assert EXE.is_file(), f"./scripts/build did not leave {EXE}:\n{res.stdout}\n{res.stderr}"
-    return EXE
+    return ensure_executable()
 
 
 def _children(pid: int) -> list[int]:
