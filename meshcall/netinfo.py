@@ -44,5 +44,6 @@ def lan_addresses() -> list[IPAddress]:
 
 
 def url_host(addr: IPAddress | str) -> str:
+    """An address as it goes in a URL: IPv6 in brackets (Tornado's host_name keeps them)."""
     text = str(addr)
-    return f"[{text}]" if ":" in text else text
+    return f"[{text}]" if ":" in text and not text.startswith("[") else text

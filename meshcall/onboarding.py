@@ -8,7 +8,8 @@ from typing import Any
 
 from tornado import web
 
-from .web import SECURITY_HEADERS, send_ca
+from .netinfo import url_host
+from .web import SecureHandler, send_ca
 
 
 @dataclass
@@ -20,18 +21,12 @@ class Onboarding:
     ca_fingerprint: str | None
 
 
-class _Base(web.RequestHandler):
+class _Base(SecureHandler):
     def initialize(self, info: Onboarding) -> None:
         self.info = info
 
-    def set_default_headers(self) -> None:
-        for name, value in SECURITY_HEADERS.items():
-            self.set_header(name, value)
-
     def https_url(self, path: str) -> str:
-        host = self.request.host_name
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
+        host = url_host(self.request.host_name)
         port = "" if self.info.https_port == 443 else f":{self.info.https_port}"
         return f"https://{host}{port}{path}"
 

@@ -27,7 +27,6 @@ class Peer:
     name: str
     audio: bool
     video: bool
-    connected: bool = True
     last_seen: float = 0.0
 
     def public(self) -> dict[str, object]:
@@ -67,13 +66,6 @@ class Rooms:
             return []
         return [p for p in self._rooms[peer.room].peers.values() if p.id != peer_id]
 
-    def same_room(self, a: str, b: str) -> bool:
-        pa, pb = self._peers.get(a), self._peers.get(b)
-        return pa is not None and pb is not None and pa.room == pb.room
-
-    def room_names(self) -> list[str]:
-        return list(self._rooms)
-
     def members(self, room: str) -> list[Peer]:
         r = self._rooms.get(room)
         return list(r.peers.values()) if r else []
@@ -96,14 +88,14 @@ class Rooms:
             peer = self._peers.get(peer_id) if peer_id else None
             if peer is not None and peer.room == room:
                 peer.name, peer.audio, peer.video = name, audio, video
-                peer.connected, peer.last_seen = True, now
+                peer.last_seen = now
                 return JoinResult(peer, self.others(peer.id), resumed=True)
         target = self._rooms.get(room)
         if target is not None and len(target.peers) >= self.max_peers:
             raise UserError("room-full", f"This room is full ({self.max_peers} people).")
         if target is None:
             target = self._rooms[room] = Room(room)
-        peer = Peer(new_peer_id(), new_token(), room, name, audio, video, True, now)
+        peer = Peer(new_peer_id(), new_token(), room, name, audio, video, now)
         while peer.id in self._peers:  # vanishingly rare, but identity must be unique
             peer.id = new_peer_id()
         others = list(target.peers.values())
@@ -129,12 +121,6 @@ class Rooms:
         peer = self._peers.get(peer_id)
         if peer is not None:
             peer.last_seen = now
-
-    def disconnected(self, peer_id: str) -> None:
-        """The socket went away uncleanly: keep the place until the grace period ends."""
-        peer = self._peers.get(peer_id)
-        if peer is not None:
-            peer.connected = False
 
     def expired(self, now: float) -> list[str]:
         """Ids of peers not heard from within the grace period (the caller removes them).

@@ -131,7 +131,7 @@ class Appliance:
 
         assets = asset_dir()
         ctx = AppContext(self.hub, assets, self.cert.ca_file if self.cert else None)
-        app = make_app(ctx, xheaders=config.proxy)
+        app = make_app(ctx)  # behind a proxy, HTTPServer(xheaders=...) reads X-Forwarded-*
         ssl_ctx: ssl.SSLContext | None = None
         if self.cert is not None and not config.proxy:
             ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -195,9 +195,10 @@ class Appliance:
 
         config = self.config
         self.turn_secret = _turn_secret(config, self.data_dir)
-        forbidden = frozenset(p for p in (self.port, self.http_port, config.turn_port) if p)
+        forbidden = frozenset(p for p in (self.port, self.http_port) if p)  # TURN adds its own
+        addrs = self._listen_addresses()
         turn = TurnServer(TurnConfig(
-            listen=self._listen_addresses(), port=config.turn_port, secret=self.turn_secret,
+            listen=addrs, port=config.turn_port, secret=self.turn_secret,
             relay_min_port=config.relay_min_port, relay_max_port=config.relay_max_port,
             allow_loopback_peers=config.turn_allow_loopback, forbidden_ports=forbidden,
         ))
@@ -207,41 +208,42 @@ class Appliance:
             raise StartupError(f"TURN port {config.turn_port}: {exc.strerror or exc} "
                                "(choose another with --turn-port, or --no-turn)") from None
         self.turn = turn
-        target = next((a for a in self._listen_addresses() if not ipaddress.ip_address(a).is_loopback),
-                      self._listen_addresses()[0])
+        target = next((a for a in addrs if not ipaddress.ip_address(a).is_loopback), addrs[0])
         ok, message = await self_check(target, turn.port, self.turn_secret)
         (log.info if ok else log.warning)("TURN: self-check: %s", message)
 
-    def join_urls(self) -> list[str]:
-        scheme = "https" if self.cert is not None and not self.config.proxy else "http"
-        port = "" if (scheme, self.port) in (("https", 443), ("http", 80)) else f":{self.port}"
+    def join_hosts(self) -> list[str]:
+        """The hosts people can use to reach this appliance, as they go in a URL."""
         host = self.config.host
         if host in ("0.0.0.0", "", "*", "::"):
             addrs = netinfo.lan_addresses()
             if host == "0.0.0.0":
                 addrs = [a for a in addrs if a.version == 4] or addrs
-            hosts = [netinfo.url_host(a) for a in addrs]
-            hosts.append(f"{netinfo.hostname()}.local")
-        else:
-            hosts = [netinfo.url_host(host)]
-        return [f"{scheme}://{h}{port}/" for h in hosts]
+            return [netinfo.url_host(a) for a in addrs] + [f"{netinfo.hostname()}.local"]
+        return [netinfo.url_host(host)]
+
+    def join_urls(self, hosts: list[str] | None = None) -> list[str]:
+        scheme = "https" if self.cert is not None and not self.config.proxy else "http"
+        port = "" if (scheme, self.port) in (("https", 443), ("http", 80)) else f":{self.port}"
+        return [f"{scheme}://{h}{port}/" for h in (hosts or self.join_hosts())]
 
     def announce(self) -> None:
         log.info("meshcall %s: ready", __version__)
-        for url in self.join_urls():
+        hosts = self.join_hosts()
+        urls = self.join_urls(hosts)
+        for url in urls:
             log.info("join: %s", url)
         if self.cert is not None:
             log.info("certificate: SHA-256 %s", self.cert.fingerprint)
             if self.cert.ca_fingerprint:
                 log.info("certificate authority: SHA-256 %s", self.cert.ca_fingerprint)
         if self.config.http_port and self.cert is not None and not self.config.proxy:
-            first = self.join_urls()[0].split("://", 1)[1].rsplit(":", 1)[0].rstrip("/")
-            log.info("first time on a device? open http://%s:%d/ to trust this appliance", first, self.http_port)
+            log.info("first time on a device? open http://%s:%d/ to trust this appliance", hosts[0], self.http_port)
         log.info("data dir: %s", self.data_dir)
         if sys.stdout.isatty():
             import segno
 
-            segno.make(self.join_urls()[0], error="m").terminal(compact=True)
+            segno.make(urls[0], error="m").terminal(compact=True)
 
     async def stop(self) -> None:
         count = self.hub.shutdown()

@@ -116,6 +116,10 @@ def _check_table_matches_config() -> None:
     names = {f.name for f in fields(Config)}
     if names != set(BY_NAME):
         raise RuntimeError(f"settings table and Config differ: {sorted(names ^ set(BY_NAME))}")
+    # Config(...) built directly (tests, embedding) must get the defaults the CLI documents.
+    drifted = [f.name for f in fields(Config) if f.default != BY_NAME[f.name].default]
+    if drifted:
+        raise RuntimeError(f"settings table and Config defaults differ: {drifted}")
 
 
 _check_table_matches_config()

@@ -32,7 +32,7 @@ SWEEP_MS = 500
 IceServersFor = Callable[[str, str], dict[str, Any]]
 
 
-def write_text_frame(conn: websocket.WebSocketProtocol, frame: str) -> None:
+def write_text_frame(conn: websocket.WebSocketProtocol, frame: str | bytes) -> None:
     """Send one text frame without the asyncio Task that `write_message` makes per call.
 
     `write_message` wraps every write in a new Task so its Future can be awaited.
@@ -40,11 +40,12 @@ def write_text_frame(conn: websocket.WebSocketProtocol, frame: str) -> None:
     `on_close`), and with thousands of frames a second those Tasks cost ~8 % of the CPU and
     more than doubled the relay p99 (docs/benchmarks.md). Tornado's frame writer does the
     same write without one; `test_signaling` checks it is the path in use."""
+    data = frame.encode() if isinstance(frame, str) else frame
     write_frame = getattr(conn, "_write_frame", None)
     if write_frame is None:  # a Tornado without it: the public, slower way
-        conn.write_message(frame)
+        conn.write_message(data)
         return
-    write_frame(True, 0x1, frame.encode())
+    write_frame(True, 0x1, data)
 
 
 class Hub:
@@ -83,11 +84,12 @@ class Hub:
             if now - sock.ice_issued >= self.ice_refresh:
                 sock.send_ice(peer_id)
 
-    def send(self, peer_ids: list[str] | list[Peer], msg: dict[str, Any]) -> None:
-        frame = encode(msg)
-        for item in peer_ids:
-            peer_id = item.id if isinstance(item, Peer) else item
-            sock = self.sockets.get(peer_id)
+    def send(self, peers: list[Peer], msg: dict[str, Any]) -> None:
+        if not peers:
+            return
+        frame = encode(msg).encode()  # once, whatever the number of recipients
+        for peer in peers:
+            sock = self.sockets.get(peer.id)
             if sock is not None:
                 sock.send_frame(frame)
 
@@ -129,8 +131,9 @@ class Hub:
         or not."""
         self.closing = True
         socks = list(self.open_sockets)
+        frame = encode({"type": "shutdown", "value": reason}).encode()
         for sock in socks:
-            sock.send_frame(encode({"type": "shutdown", "value": reason}))
+            sock.send_frame(frame)
             sock.close(1001, "server going away")
         return len(socks)
 
@@ -168,7 +171,7 @@ class SignalingHandler(websocket.WebSocketHandler):
         self.heard = self.hub.clock()
         self.hub.open_sockets.add(self)
 
-    def send_frame(self, frame: str) -> None:
+    def send_frame(self, frame: str | bytes) -> None:
         conn = self.ws_connection
         if conn is None or conn.is_closing():
             return
@@ -178,12 +181,10 @@ class SignalingHandler(websocket.WebSocketHandler):
             pass  # that socket is gone; its close handler cleans up
 
     def send_ping(self) -> None:
-        if self.ws_connection is None or self.ws_connection.is_closing():
-            return
         try:
             self.ping()
         except websocket.WebSocketClosedError:
-            pass
+            pass  # closing already; its close handler cleans up
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         self.server_closed = True
@@ -270,12 +271,11 @@ class SignalingHandler(websocket.WebSocketHandler):
 
     def do_signal(self, msg: dict[str, Any]) -> None:
         peer = self._require_peer()
-        to = msg["to"]
-        if to == peer.id or not self.hub.rooms.same_room(peer.id, to):
+        other = self.hub.rooms.get(msg.pop("to"))  # msg is parse()'s own fresh dict
+        if other is None or other is peer or other.room != peer.room:
             raise UserError("unknown-peer", "That person is not in this room (any more).")
-        out = {k: v for k, v in msg.items() if k != "to"}
-        out["from"] = peer.id
-        self.hub.send([to], out)
+        msg["from"] = peer.id
+        self.hub.send([other], msg)
 
     def do_media(self, msg: dict[str, Any]) -> None:
         peer = self._require_peer()
@@ -303,8 +303,8 @@ class SignalingHandler(websocket.WebSocketHandler):
         if not self.server_closed and self.close_code in CLEAN_CLOSE_CODES:
             self.hub.drop(peer_id, f"closed {self.close_code}")
         else:
-            # Unclean: keep the place for the grace period so the page can resume.
-            self.hub.rooms.disconnected(peer_id)
+            # Unclean: the place stays until the grace period after it was last heard
+            # from runs out (the sweep), so the page can resume.
             peer = self.hub.rooms.get(peer_id)
             if peer is not None:
                 log.info("room %s peer %s: connection lost (code %s); holding the place", peer.room, peer_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,6 @@ class AppContext:
     hub: Hub
     assets: Path
     ca_file: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def send_ca(handler: web.RequestHandler, pem: bytes | None) -> None:
