@@ -3,4 +3,4 @@
 // room.js gets the same answer from getLocalMedia() later.
 import { getLocalMedia } from './media.js';
 
-getLocalMedia({ lowres: new URLSearchParams(location.search).get('lowres') === '1' });
+getLocalMedia();

@@ -105,6 +105,7 @@ export class Tile {
 export class Grid {
   constructor(/** @type {HTMLElement} */ container, /** @type {HTMLElement} */ stage) {
     this.container = container;
+    container.style.gap = `${GAP}px`; // the layout below counts on exactly this gap
     this.stage = stage;
     /** @type {Map<string, Tile>} */
     this.tiles = new Map();

@@ -14,15 +14,16 @@ let pending = null;
 /**
  * Open the camera and microphone once per page: the first call asks, later calls get the
  * same answer (so room.html can start asking before the rest of the page has loaded).
- * @param {{lowres?: boolean}} opts @returns {Promise<LocalMedia>}
+ * `?lowres=1` in the page's address asks for 320×240.
+ * @returns {Promise<LocalMedia>}
  */
-export function getLocalMedia(opts = {}) {
-  if (!pending) pending = openLocalMedia(opts);
+export function getLocalMedia() {
+  if (!pending) pending = openLocalMedia(new URLSearchParams(location.search).get('lowres') === '1');
   return pending;
 }
 
-/** @param {{lowres?: boolean}} opts @returns {Promise<LocalMedia>} */
-async function openLocalMedia({ lowres = false } = {}) {
+/** @param {boolean} lowres @returns {Promise<LocalMedia>} */
+async function openLocalMedia(lowres) {
   const video = lowres
     ? { width: { ideal: 320 }, height: { ideal: 240 }, frameRate: { ideal: 15, max: 20 } }
     : { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 20, max: 24 } };

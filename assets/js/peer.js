@@ -164,6 +164,7 @@ export class Peer extends EventTarget {
 
   /** Start or stop sending one kind (null stops the RTP stream; no renegotiation). */
   async setTrack(/** @type {'audio'|'video'} */ kind, /** @type {MediaStreamTrack|null} */ track) {
+    if (this.tracks[kind] === track) return; // a toggle of the other kind: nothing to replace
     this.tracks[kind] = track;
     for (const t of this.pc.getTransceivers()) {
       if (t.receiver.track.kind === kind && t.direction === 'sendrecv') {

@@ -14,7 +14,6 @@ const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.get
 
 const params = new URLSearchParams(location.search);
 const roomName = decodeURIComponent(location.pathname.replace(/^\/r\//, '').replace(/\/.*$/, ''));
-const lowres = params.get('lowres') === '1';
 const SIGNALING_URL = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 
 /** Everything the call knows; one object, changed only by the functions below. */
@@ -58,8 +57,8 @@ Object.defineProperty(window, 'meshcall', {
       id: call.id,
       room: roomName,
       signaling: call.signaling ? call.signaling.state : 'idle',
-      mic: call.micOn && !!(call.media && call.media.audio),
-      camera: call.camOn && !!(call.media && call.media.video),
+      mic: sendingAudio(),
+      camera: sendingVideo(),
       peers: Object.fromEntries([...call.peers].map(([id, p]) => [id, p.state])),
       iceRestarts: call.iceRestarts + [...call.peers.values()].reduce((n, p) => n + p.iceRestarts, 0),
       rebuilds: call.rebuilds,
@@ -259,7 +258,6 @@ function onWelcome(/** @type {Welcome} */ w) {
   call.phase = 'joined';
   call.serverAway = false;
   banner(null);
-  document.body.dataset.phase = 'joined';
   // The others learn our current media state from the join frame itself.
 }
 
@@ -306,7 +304,6 @@ function onError(/** @type {{error: string, value: string, fatal: boolean}} */ e
     for (const id of [...call.peers.keys()]) disconnect(id);
     stopLocal();
     showMessage('This room is full', `${e.value} A mesh call stays smooth with at most ${call.maxPeers || 'a few'} people. Try again later, or start another room.`, true);
-    document.body.dataset.phase = 'full';
     return;
   }
   if (e.error === 'bad-name') {
@@ -326,12 +323,9 @@ function onSignalingState(/** @type {import('./signaling.js').SignalingState} */
   if (call.phase === 'full' || call.phase === 'left' || call.phase === 'error') return;
   if (state === 'lost') {
     call.phase = 'reconnecting';
-    document.body.dataset.phase = 'reconnecting';
     banner(call.serverAway
       ? `The meeting server went away — reconnecting… ${call.awayNote} (the call continues meanwhile)`
       : 'Connection to the meeting server lost — reconnecting… (the call continues meanwhile)');
-  } else if (state === 'connecting' && call.phase === 'connecting') {
-    banner('Connecting…');
   }
 }
 
@@ -348,7 +342,6 @@ function join(early = null) {
   $('prejoin').hidden = true;
   $('call').hidden = false;
   call.phase = 'connecting';
-  document.body.dataset.phase = 'connecting';
   banner('Connecting…');
   notice(m.note);
   const self = grid.add({ id: 'self', name: call.name, self: true });
@@ -382,7 +375,6 @@ function leave() {
   for (const id of [...call.peers.keys()]) disconnect(id);
   stopLocal();
   showMessage('You left the meeting', 'Thanks for joining.', true);
-  document.body.dataset.phase = 'left';
 }
 
 // ---------------------------------------------------------------- invite
@@ -451,7 +443,7 @@ async function main() {
   // the camera starts, so both waits overlap. The join itself waits for the media state.
   const early = given ? new WebSocket(SIGNALING_URL) : null;
   // Permission first: Chromium offers no usable ICE candidates before it.
-  call.media = await getLocalMedia({ lowres });
+  call.media = await getLocalMedia();
   const preview = /** @type {HTMLVideoElement} */ ($('preview'));
   preview.srcObject = call.media.stream;
   preview.play().catch(() => {});
