@@ -4,7 +4,7 @@ the CA certificate download, and a redirect to HTTPS for everything else."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from tornado import web
 
@@ -14,11 +14,22 @@ from .web import SecureHandler, send_ca
 
 @dataclass
 class Onboarding:
+    """What the page shows. The addresses and the server certificate are asked for at each
+    view: both change while running (a new network, a reissued leaf); the CA does not."""
+
     https_port: int
     ca_pem: bytes | None
-    https_urls: list[str]
-    fingerprint: str
     ca_fingerprint: str | None
+    current_urls: Callable[[], list[str]]
+    current_fingerprint: Callable[[], str]
+
+    @property
+    def https_urls(self) -> list[str]:
+        return self.current_urls()
+
+    @property
+    def fingerprint(self) -> str:
+        return self.current_fingerprint()
 
 
 class _Base(SecureHandler):

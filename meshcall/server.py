@@ -80,7 +80,6 @@ class Appliance:
         self._ssl_ctx: ssl.SSLContext | None = None
         self._watcher: ioloop.PeriodicCallback | None = None
         self._leaf: x509.Certificate | None = None
-        self._onboarding: Onboarding | None = None
 
     # -- ICE servers for one peer -----------------------------------------------------
 
@@ -130,7 +129,8 @@ class Appliance:
             raise StartupError(f"certificates in {self.data_dir}: {exc.strerror or exc}") from None
 
         assets = asset_dir()
-        ctx = AppContext(self.hub, assets, self.cert.ca_file if self.cert else None)
+        ca_pem = self.cert.ca_file.read_bytes() if self.cert and self.cert.ca_file else None
+        ctx = AppContext(self.hub, assets, ca_pem)
         app = make_app(ctx)  # behind a proxy, HTTPServer(xheaders=...) reads X-Forwarded-*
         ssl_ctx: ssl.SSLContext | None = None
         if self.cert is not None and not config.proxy:
@@ -146,12 +146,10 @@ class Appliance:
         self._servers.append(server)
 
         if config.http_port and ssl_ctx is not None:
-            ca_pem = self.cert.ca_file.read_bytes() if self.cert and self.cert.ca_file else None
-            info = Onboarding(self.port, ca_pem, self.join_urls(), self.cert.fingerprint if self.cert else "",
-                              self.cert.ca_fingerprint if self.cert else None)
+            info = Onboarding(self.port, ca_pem, self.cert.ca_fingerprint if self.cert else None,
+                              self.join_urls, lambda: self.cert.fingerprint if self.cert else "")
             socks = _bind(config.http_port, config.host, "HTTP", "--http-port")
             self.http_port = socks[0].getsockname()[1]
-            self._onboarding = info
             onboarding = httpserver.HTTPServer(make_onboarding_app(info, str(assets)))
             onboarding.add_sockets(socks)
             self._servers.append(onboarding)
@@ -184,8 +182,6 @@ class Appliance:
         self._ssl_ctx.load_cert_chain(fresh.cert_file, fresh.key_file)
         self.cert = fresh
         self._leaf = load_certificate(fresh.cert_file)
-        if self._onboarding is not None:
-            self._onboarding.fingerprint = fresh.fingerprint
         log.info("certificate: reissued for new addresses; SHA-256 %s", fresh.fingerprint)
         return True
 

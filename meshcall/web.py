@@ -45,7 +45,7 @@ class AppContext:
 
     hub: Hub
     assets: Path
-    ca_file: Path | None = None
+    ca_pem: bytes | None = None  # read once: the CA never changes while running
 
 
 def send_ca(handler: web.RequestHandler, pem: bytes | None) -> None:
@@ -112,7 +112,7 @@ class CaHandler(SecureHandler):
         self.ctx = ctx
 
     def get(self) -> None:
-        send_ca(self, self.ctx.ca_file.read_bytes() if self.ctx.ca_file else None)
+        send_ca(self, self.ctx.ca_pem)
 
 
 class QrHandler(SecureHandler):
