@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.procs import Meshcall, free_ports, get_json, insecure_context
+from helpers.procs import Meshcall, NoRedirect, free_ports, get_json, insecure_context
 from meshcall import __version__
 
 CLI = [sys.executable, "-m", "meshcall"]
@@ -103,11 +103,6 @@ def test_onboarding_port_serves_ca_and_redirects(tmp_path: Path) -> None:
         with urllib.request.urlopen(base + "/meshcall-ca.crt", timeout=5) as ca:
             assert ca.headers["Content-Type"] == "application/x-x509-ca-cert"
             assert ca.read() == (mc.data_dir / "ca.crt").read_bytes()
-
-        class NoRedirect(urllib.request.HTTPRedirectHandler):
-            def redirect_request(self, *args: object, **kwargs: object) -> None:
-                return None
-
         opener = urllib.request.build_opener(NoRedirect)
         with pytest.raises(urllib.error.HTTPError) as err:
             opener.open(base + "/r/team?name=Ada", timeout=5)

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tornado import httpclient, websocket
 
-from helpers.procs import ROOT, Meshcall, free_ports
+from helpers.procs import ROOT, Meshcall, NoRedirect, free_ports
 
 NGINX = Path("/usr/sbin/nginx")
 RECIPE = ROOT / "deploy" / "nginx-meshcall.conf"
@@ -197,11 +197,6 @@ def proxied(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 def trust(ca: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca))  # the test CA is the only anchor
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
 
 
 async def ws_join(url: str, origin: str, ca: Path, host: str | None = None) -> dict[str, Any]:

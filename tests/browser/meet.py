@@ -94,3 +94,13 @@ def rising(page: Any, peer_id: str, key: str, gap: float = 1.0) -> bool:
     before = stats(page)[peer_id][key]
     time.sleep(gap)
     return stats(page)[peer_id][key] > before
+
+
+def pair(server: Any, open_page: Callable[..., Any], room: str, first: str = "Ada",
+         second: str = "Grace") -> tuple[Any, Any, str, str]:
+    """Two people in one room, with video decoded both ways: (page a, page b, id a, id b)."""
+    a = open_page(room_url(server.url, room, first))
+    b = open_page(room_url(server.url, room, second))
+    ida, idb = joined_id(a), joined_id(b)
+    wait_for(lambda: decoding_from(a, {idb}) and decoding_from(b, {ida}), 20, what="media both ways")
+    return a, b, ida, idb

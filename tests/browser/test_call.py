@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from browser.meet import (decoding_from, frames_rising, joined_id, rising, room_url, stalled, state, stats,
+from browser.meet import (decoding_from, frames_rising, joined_id, pair, rising, room_url, stalled, state, stats,
                           wait_for)
 
 pytestmark = [pytest.mark.browser, pytest.mark.netns]
@@ -41,16 +41,9 @@ def test_two_people_see_and_hear_each_other(server, open_page):
     print(f"\ntwo people: first frames both ways {first_frame:.2f}s after opening the first page")
 
 
-def _pair(server, open_page, room, first="Ada", second="Grace"):
-    a = open_page(room_url(server.url, room, first))
-    b = open_page(room_url(server.url, room, second))
-    ida, idb = joined_id(a), joined_id(b)
-    wait_for(lambda: decoding_from(a, {idb}) and decoding_from(b, {ida}), 20, what="media both ways")
-    return a, b, ida, idb
-
 
 def test_mic_and_camera_toggles_reach_the_other_side_and_stop_sending(server, open_page):
-    a, b, ida, idb = _pair(server, open_page, "toggles")
+    a, b, ida, idb = pair(server, open_page, "toggles")
     tile_on_b = b.locator(f'.tile[data-peer-id="{ida}"]')
     mic, cam = a.locator("#ctl-mic"), a.locator("#ctl-cam")
 
@@ -98,7 +91,7 @@ def test_a_hostile_name_is_shown_as_text(server, open_page):
 
 
 def test_a_closed_tab_disappears_from_the_grid(server, open_page):
-    a, b, ida, idb = _pair(server, open_page, "closing")
+    a, b, ida, idb = pair(server, open_page, "closing")
     assert a.locator(".tile").count() == 2
     b.close()
     wait_for(lambda: a.locator(f'.tile[data-peer-id="{idb}"]').count() == 0, 10, what="the tile to go")

@@ -9,17 +9,10 @@ from typing import Iterator
 
 import pytest
 
-from browser.meet import decoding_from, frames_rising, joined_id, room_url, state, stats, wait_for
+from browser.meet import decoding_from, frames_rising, joined_id, pair, room_url, state, stats, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.netns]
 
-
-def _pair(server, open_page, room):
-    a = open_page(room_url(server.url, room, "Ada"))
-    b = open_page(room_url(server.url, room, "Grace"))
-    ida, idb = joined_id(a), joined_id(b)
-    wait_for(lambda: decoding_from(a, {idb}) and decoding_from(b, {ida}), 20, what="media both ways")
-    return a, b, ida, idb
 
 
 def _mark(page, peer_id):
@@ -32,7 +25,7 @@ def _still_marked(page, peer_id) -> bool:
 
 
 def test_dropped_signaling_resumes_with_the_same_id_and_media_keeps_flowing(server, open_page):
-    a, b, ida, idb = _pair(server, open_page, "drop")
+    a, b, ida, idb = pair(server, open_page, "drop")
     _mark(b, ida)
     a.evaluate("() => window.meshcall.dropSignaling()")
     wait_for(lambda: state(a)["signaling"] == "lost", 2, 0.05, what="the page to notice")
@@ -52,7 +45,7 @@ def test_dropped_signaling_resumes_with_the_same_id_and_media_keeps_flowing(serv
 
 
 def test_server_killed_and_restarted_pages_rejoin_without_reload(server, open_page):
-    a, b, ida, idb = _pair(server, open_page, "restart")
+    a, b, ida, idb = pair(server, open_page, "restart")
     a.evaluate("() => { window.__sameDocument = true; }")
     b.evaluate("() => { window.__sameDocument = true; }")
     server.proc.kill()
@@ -97,7 +90,7 @@ def udp_blackhole() -> Iterator[None]:
 
 
 def test_broken_media_path_is_repaired_by_an_ice_restart(server, open_page):
-    a, b, ida, idb = _pair(server, open_page, "ice")
+    a, b, ida, idb = pair(server, open_page, "ice")
     with udp_blackhole():
         wait_for(lambda: a.locator(f'.tile[data-peer-id="{idb}"]').get_attribute("data-state") == "reconnecting",
                  20, what="the tile to show reconnecting")
@@ -138,7 +131,7 @@ def test_a_vanished_browser_is_dropped_within_ten_seconds(server, browser, open_
 
 
 def test_sigterm_shows_server_went_away_and_pages_come_back(server, open_page):
-    a, b, ida, idb = _pair(server, open_page, "sigterm")
+    a, b, ida, idb = pair(server, open_page, "sigterm")
     code, took = server.terminate(timeout=5)
     assert code == 0 and took < 2, (code, took)
     for page in (a, b):
@@ -164,7 +157,7 @@ def test_sigterm_shows_server_went_away_and_pages_come_back(server, open_page):
 
 
 def test_a_connection_an_ice_restart_cannot_save_is_rebuilt(server, open_page):
-    a, b, ida, idb = _pair(server, open_page, "rebuild")
+    a, b, ida, idb = pair(server, open_page, "rebuild")
     _mark(a, idb)
     old_pc = a.evaluate("(id) => { window.__oldPc = window.meshcall.peers().get(id); return !!window.__oldPc; }", idb)
     with udp_blackhole():

@@ -13,7 +13,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -136,3 +136,10 @@ class Meshcall:
                 self.assert_clean()
         finally:
             self.close()
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    """For urllib.request.build_opener: a redirect comes back as an HTTPError to inspect."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None

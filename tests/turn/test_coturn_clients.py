@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from helpers.procs import free_port
 from meshcall.turn.credentials import rest_credentials, rest_password
 
 from .conftest import SECRET, LiveServer, Processes, require_coturn
@@ -16,17 +17,11 @@ MESSAGES = 30
 CLIENTS = 4
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def echo_peer(processes: Processes) -> int:
     """coturn's turnutils_peer echoing UDP on 127.0.0.1; returns its port."""
     require_coturn()
-    port = free_udp_port()
+    port = free_port(socket.SOCK_DGRAM)
     proc = processes.start(["turnutils_peer", "-L", "127.0.0.1", "-p", str(port)])
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
