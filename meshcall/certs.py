@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .netinfo import IPAddress
+from .netinfo import IPAddress, address_order
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,10 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def local_dns_names(host: str) -> list[str]:
-    names = ["localhost", host, f"{host}.local"]
+def local_dns_names(host: str, extra: Iterable[str] = ()) -> list[str]:
+    """The leaf's DNS names: the machine's own, and the extra .local names announced by
+    mDNS (an alias such as meshcall.local)."""
+    names = ["localhost", host, f"{host}.local", *extra]
     return list(dict.fromkeys(n for n in names if n))
 
 
@@ -123,17 +125,19 @@ def make_ca(host: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     return cert, key
 
 
-def _allowed_by_constraints(addr: IPAddress) -> bool:
+def allowed_by_constraints(addr: IPAddress) -> bool:
+    """Whether the CA may vouch for this address (public addresses are outside its ranges)."""
     return any(addr.version == net.version and addr in net for net in PERMITTED_NETWORKS)
 
 
 def make_leaf(ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, host: str,
-              addresses: Iterable[IPAddress]) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+              addresses: Iterable[IPAddress],
+              names: Iterable[str] = ()) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     # A public address on an interface cannot go in: the CA's name constraints forbid
     # it, and a browser would reject the whole certificate.
-    ips = sorted({a for a in addresses if _allowed_by_constraints(a)}, key=lambda a: (a.version, int(a)))
-    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in local_dns_names(host)]
+    ips = sorted({a for a in addresses if allowed_by_constraints(a)}, key=address_order)
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in local_dns_names(host, names)]
     sans += [x509.IPAddress(a) for a in ips]
     now = _now()
     cert = (
@@ -158,7 +162,8 @@ def make_leaf(ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, hos
     return cert, key
 
 
-def leaf_covers(cert: x509.Certificate, host: str, addresses: Iterable[IPAddress]) -> bool:
+def leaf_covers(cert: x509.Certificate, host: str, addresses: Iterable[IPAddress],
+                names: Iterable[str] = ()) -> bool:
     """True when the leaf names everything it should now and is not near its end."""
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -166,8 +171,8 @@ def leaf_covers(cert: x509.Certificate, host: str, addresses: Iterable[IPAddress
         return False
     have_dns = set(san.get_values_for_type(x509.DNSName))
     have_ip = set(san.get_values_for_type(x509.IPAddress))
-    want_ip = {a for a in addresses if _allowed_by_constraints(a)}
-    if not set(local_dns_names(host)) <= have_dns or not want_ip <= have_ip:
+    want_ip = {a for a in addresses if allowed_by_constraints(a)}
+    if not set(local_dns_names(host, names)) <= have_dns or not want_ip <= have_ip:
         return False
     return cert.not_valid_after_utc - _now() > RENEW_BEFORE
 
@@ -184,10 +189,11 @@ def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
     return key
 
 
-def ensure_certificates(data_dir: Path, host: str, addresses: Iterable[IPAddress]) -> ServerCertificate:
+def ensure_certificates(data_dir: Path, host: str, addresses: Iterable[IPAddress],
+                        names: Iterable[str] = ()) -> ServerCertificate:
     """Reuse the CA and leaf in data_dir; make what is missing; reissue a leaf that no
     longer covers this machine's names and addresses."""
-    addresses = list(addresses)
+    addresses, names = list(addresses), list(names)
     ca_cert_path, ca_key_path = data_dir / CA_CERT, data_dir / CA_KEY
     leaf_cert_path, leaf_key_path = data_dir / LEAF_CERT, data_dir / LEAF_KEY
     if ca_cert_path.exists() and ca_key_path.exists():
@@ -201,11 +207,11 @@ def ensure_certificates(data_dir: Path, host: str, addresses: Iterable[IPAddress
     leaf: x509.Certificate | None = None
     if leaf_cert_path.exists() and leaf_key_path.exists():
         leaf = load_certificate(leaf_cert_path)
-        if leaf.issuer != ca_cert.subject or not leaf_covers(leaf, host, addresses):
+        if leaf.issuer != ca_cert.subject or not leaf_covers(leaf, host, addresses, names):
             log.info("certificates: this machine's names or addresses changed; reissuing the server certificate")
             leaf = None
     if leaf is None:
-        leaf, leaf_key = make_leaf(ca_cert, ca_key, host, addresses)
+        leaf, leaf_key = make_leaf(ca_cert, ca_key, host, addresses, names)
         write_private(leaf_key_path, _key_pem(leaf_key))
         _write_public(leaf_cert_path, leaf.public_bytes(serialization.Encoding.PEM)
                       + ca_cert.public_bytes(serialization.Encoding.PEM))

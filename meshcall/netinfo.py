@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 
 import ifaddr
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+LOCAL = ".local"
+LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 
 
 def hostname() -> str:
@@ -34,7 +38,12 @@ def interface_addresses(include_loopback: bool = True) -> list[IPAddress]:
             found.add(addr)
     if include_loopback:
         found.add(ipaddress.ip_address("127.0.0.1"))
-    return sorted(found, key=lambda a: (a.version, a.is_loopback, int(a)))
+    return sorted(found, key=address_order)
+
+
+def address_order(address: IPAddress) -> tuple[int, bool, int]:
+    """Sort key for addresses as people see them listed: IPv4 first, loopback last, then by value."""
+    return (address.version, address.is_loopback, int(address))
 
 
 def lan_addresses() -> list[IPAddress]:
@@ -47,3 +56,15 @@ def url_host(addr: IPAddress | str) -> str:
     """An address as it goes in a URL: IPv6 in brackets (Tornado's host_name keeps them)."""
     text = str(addr)
     return f"[{text}]" if ":" in text and not text.startswith("[") else text
+
+
+def alias_label(text: str) -> str:
+    """The one DNS label of an alias: `meshcall.local`, `Meshcall` → `meshcall`.
+
+    Raises ValueError for anything that cannot be a single .local host name."""
+    name = text.strip().lower().rstrip(".")
+    if name.endswith(LOCAL):
+        name = name[: -len(LOCAL)]
+    if not LABEL_RE.match(name):
+        raise ValueError(f"{text!r} is not a .local name (letters, digits and '-', e.g. meshcall.local)")
+    return name

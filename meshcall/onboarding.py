@@ -8,8 +8,9 @@ from typing import Any, Callable
 
 from tornado import web
 
+from .devices import ProfileHandler
 from .netinfo import url_host
-from .web import SecureHandler, send_ca
+from .web import CheckedStaticFileHandler, SecureHandler, application, send_ca
 
 
 @dataclass
@@ -45,7 +46,7 @@ class _Base(SecureHandler):
 class OnboardingPage(_Base):
     def get(self) -> None:
         self.set_header("Cache-Control", "no-cache")
-        self.render("onboarding.html", info=self.info, here=self.https_url("/"))
+        self.render("onboarding.html", info=self.info, here=self.https_url("/"), check=self.https_url("/check"))
 
 
 class CaDownload(_Base):
@@ -60,11 +61,12 @@ class ToHttps(_Base):
 
 
 def make_onboarding_app(info: Onboarding, template_path: str, **settings: Any) -> web.Application:
-    return web.Application(
+    return application(
         [
             (r"/", OnboardingPage, {"info": info}),
             (r"/meshcall-ca\.crt", CaDownload, {"info": info}),
-            (r"/static/(onboarding\.css)", web.StaticFileHandler, {"path": template_path}),
+            (r"/meshcall\.mobileconfig", ProfileHandler, {"ca_pem": info.ca_pem}),
+            (r"/static/(onboarding\.css)", CheckedStaticFileHandler, {"path": template_path}),
             (r"/.*", ToHttps, {"info": info}),
         ],
         template_path=template_path,

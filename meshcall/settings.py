@@ -46,6 +46,20 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"{text} must be a number of seconds above 0")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{value} must be 0 or more")
+    return value
+
+
 def _level(text: str) -> str:
     value = text.upper()
     if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -62,8 +76,14 @@ def _bool(text: str) -> bool:
     raise ValueError(f"{text!r} is not a boolean (1/0, true/false, yes/no, on/off)")
 
 
+def _mdns_name(text: str) -> str:
+    from .netinfo import alias_label
+
+    return alias_label(text) + ".local"
+
+
 SETTINGS: tuple[Setting, ...] = (
-    Setting("host", "0.0.0.0", "Address to listen on for HTTPS and HTTP (0.0.0.0 = every IPv4 address, :: = every address).", metavar="ADDR"),
+    Setting("host", "::", "Address to listen on for HTTPS, HTTP and TURN (:: = every IPv4 and IPv6 address, 0.0.0.0 = every IPv4 address).", metavar="ADDR"),
     Setting("port", 8443, "HTTPS port: the meeting page and signaling.", _port, metavar="PORT"),
     Setting("http_port", 8080, "Plain-HTTP port for the onboarding page (CA certificate download) and redirects to HTTPS; 0 turns it off.", _port, metavar="PORT"),
     Setting("data_dir", None, "Where the certificate authority, the certificate and the TURN secret are kept (created with mode 0700). Default: the per-user data directory.", Path, metavar="DIR"),
@@ -77,35 +97,68 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("relay_min_port", 49160, "Lowest UDP port for relayed media.", _port, metavar="PORT"),
     Setting("relay_max_port", 49999, "Highest UDP port for relayed media.", _port, metavar="PORT"),
     Setting("turn_credential_ttl", 86400, "Seconds a TURN username handed to a page is valid for starting a relay; pages get fresh ones at half that.", _positive, metavar="SECONDS"),
+    # Relay quotas, sized from the worst case of a full room (see the help texts).
+    Setting("turn_max_allocations_per_user", 30, "Most TURN relays one person (one peer id, whatever credentials it holds) may hold at once. In a full room of 6 a page has 5 peer connections, and the browser asks for a relay per connection per TURN address (UDP and TCP): 5 × 2 = 10; an ICE restart or a rebuilt connection asks for new relays before the old ones expire: × 2 = 20; plus 10 for a second network interface or a second restart. With a larger --max-peers use (max-peers − 1) × 4 + 10.", _positive, metavar="N"),
+    Setting("turn_max_allocations", 600, "Most TURN relays on the whole appliance at once: 20 per person at the worst case (see --turn-max-allocations-per-user) × 6 people × 5 full rooms relayed at the same time = 600. Each relay holds a port, so keep it below the relay port range (840 ports by default).", _positive, metavar="N"),
+    Setting("turn_max_allocations_per_ip", 480, "Most TURN relays held from one client IP address, and most TCP connections to the TURN port from one address. A school behind one NAT shows as one address: 480 lets it relay 4 full rooms at the worst case (4 × 6 people × 20), while any one address leaves a full room's worth (120) of the appliance-wide cap for everyone else.", _positive, metavar="N"),
     Setting("turn_allow_loopback", False, "Let the TURN relay send to loopback addresses (for tests on one machine only).", _bool, flag=True),
-    Setting("resume_grace", 8.0, "Seconds a peer that dropped uncleanly keeps its place (and id) so its page can resume.", float, metavar="SECONDS"),
+    # 20 s: a page gives up a silent socket after 10 s of its own running time and, 4x
+    # CPU-throttled on a machine at load 40, was back in 3 s (docs/protocol.md, Liveness).
+    Setting("resume_grace", 20.0, "Seconds a peer that dropped uncleanly keeps its place (and id) so its page can resume.", float, metavar="SECONDS"),
     Setting("proxy", False, "Run behind a reverse proxy that terminates TLS: serve plain HTTP on --port, trust X-Forwarded-* headers, no onboarding port.", _bool, flag=True),
+    Setting("tls_handshake_timeout", 10.0, "Seconds a new HTTPS connection has to finish its TLS handshake before it is closed.", _seconds, metavar="SECONDS"),
+    Setting("header_timeout", 15.0, "Seconds a connection has to send a complete request header, on both ports; also how long an idle keep-alive connection stays open between requests.", _seconds, metavar="SECONDS"),
+    Setting("body_timeout", 30.0, "Seconds a client has to send a request body once its header is in.", _seconds, metavar="SECONDS"),
+    Setting("max_connections_per_address", 256, "Most connections one address may hold open at once, both ports together (0: no cap). A browser holds one for signaling and up to 6 more while a page loads, so allow about 7 per person who shares one address (a school behind one NAT router): the default serves about 35 people loading at once from one address, and many more in calls. Not applied with --proxy (every connection then comes from the proxy).", _count, metavar="N"),
+    Setting("mdns_name", "meshcall.local", "The .local name announced by mDNS besides this machine's own host name (taken: meshcall-2.local is announced instead).", _mdns_name, metavar="NAME"),
+    Setting("no_mdns", False, "Do not announce any name by mDNS (multicast DNS).", _bool, flag=True),
+    Setting("wifi_ssid", None, "Wi-Fi network name printed as a QR code on the room cards (/card/ROOM).", metavar="SSID"),
+    Setting("wifi_password", None, "Wi-Fi password for that QR code (WPA); without it the card shows an open network.", metavar="PASSWORD"),
+    Setting("access_code", None, "An appliance-wide code for semi-public networks (guest Wi-Fi): each browser must give it once before it can open a room (it then keeps a cookie for 30 days). Prefer the environment variable: a command line is visible to every user of the machine.", metavar="CODE"),
     Setting("log_level", "INFO", "Logging level: debug, info, warning or error.", _level, metavar="LEVEL"),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
 
+def _default(name: str) -> Any:
+    return BY_NAME[name].default
+
+
 @dataclass
 class Config:
-    host: str = "0.0.0.0"
-    port: int = 8443
-    http_port: int = 8080
-    data_dir: Path | None = None
-    cert: Path | None = None
-    key: Path | None = None
-    max_peers: int = 6
-    turn_port: int = 3478
-    no_turn: bool = False
-    turn_secret: str | None = None
-    relay_only: bool = False
-    relay_min_port: int = 49160
-    relay_max_port: int = 49999
-    turn_credential_ttl: int = 86400
-    turn_allow_loopback: bool = False
-    resume_grace: float = 8.0
-    proxy: bool = False
-    log_level: str = "INFO"
+    """The settings as typed attributes; every default comes from SETTINGS above."""
+
+    host: str = _default("host")
+    port: int = _default("port")
+    http_port: int = _default("http_port")
+    data_dir: Path | None = _default("data_dir")
+    cert: Path | None = _default("cert")
+    key: Path | None = _default("key")
+    max_peers: int = _default("max_peers")
+    turn_port: int = _default("turn_port")
+    no_turn: bool = _default("no_turn")
+    turn_secret: str | None = _default("turn_secret")
+    relay_only: bool = _default("relay_only")
+    relay_min_port: int = _default("relay_min_port")
+    relay_max_port: int = _default("relay_max_port")
+    turn_credential_ttl: int = _default("turn_credential_ttl")
+    turn_max_allocations_per_user: int = _default("turn_max_allocations_per_user")
+    turn_max_allocations: int = _default("turn_max_allocations")
+    turn_max_allocations_per_ip: int = _default("turn_max_allocations_per_ip")
+    turn_allow_loopback: bool = _default("turn_allow_loopback")
+    resume_grace: float = _default("resume_grace")
+    proxy: bool = _default("proxy")
+    tls_handshake_timeout: float = _default("tls_handshake_timeout")
+    header_timeout: float = _default("header_timeout")
+    body_timeout: float = _default("body_timeout")
+    max_connections_per_address: int = _default("max_connections_per_address")
+    mdns_name: str = _default("mdns_name")
+    no_mdns: bool = _default("no_mdns")
+    wifi_ssid: str | None = _default("wifi_ssid")
+    wifi_password: str | None = _default("wifi_password")
+    access_code: str | None = _default("access_code")
+    log_level: str = _default("log_level")
 
 
 class ConfigError(ValueError):
@@ -116,10 +169,6 @@ def _check_table_matches_config() -> None:
     names = {f.name for f in fields(Config)}
     if names != set(BY_NAME):
         raise RuntimeError(f"settings table and Config differ: {sorted(names ^ set(BY_NAME))}")
-    # Config(...) built directly (tests, embedding) must get the defaults the CLI documents.
-    drifted = [f.name for f in fields(Config) if f.default != BY_NAME[f.name].default]
-    if drifted:
-        raise RuntimeError(f"settings table and Config defaults differ: {drifted}")
 
 
 _check_table_matches_config()
@@ -177,6 +226,10 @@ def validate(config: Config) -> None:
         raise ConfigError(f"{given} needs {missing} too: give both (your own certificate) or neither (meshcall makes one)")
     if config.relay_min_port > config.relay_max_port:
         raise ConfigError("--relay-min-port must not be above --relay-max-port")
+    if config.wifi_password is not None and not config.wifi_ssid:
+        raise ConfigError("--wifi-password needs --wifi-ssid (the network's name) too")
+    if config.access_code is not None and not 1 <= len(config.access_code.strip()) <= 128:
+        raise ConfigError("--access-code must be 1 to 128 characters, not blank")
     if config.relay_only and config.no_turn:
         raise ConfigError("--relay-only needs the built-in TURN server: drop --no-turn")
 

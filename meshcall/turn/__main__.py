@@ -2,32 +2,42 @@
 
 Useful for benchmarks, tests and trying clients against it. It stops on
 SIGINT or SIGTERM and prints its statistics as one JSON line on stderr.
+Its defaults are :class:`~meshcall.turn.config.TurnConfig`'s.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
 import sys
 
-from .server import TurnConfig, TurnServer
+from .config import TurnConfig
+from .server import TurnServer
+
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(TurnConfig)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    d = DEFAULTS
     parser = argparse.ArgumentParser(prog="python -m meshcall.turn", description=__doc__.splitlines()[0])
     parser.add_argument("--listen", action="append", required=True, help="address to bind (repeatable)")
-    parser.add_argument("--port", type=int, default=3478, help="UDP and TCP port; 0 picks a free one")
+    parser.add_argument("--port", type=int, default=d["port"], help="UDP and TCP port; 0 picks a free one (default: %(default)s)")
     parser.add_argument("--secret", required=True, help="TURN REST shared secret")
-    parser.add_argument("--realm", default="meshcall", help="authentication realm")
-    parser.add_argument("--allow-loopback-peers", action="store_true", help="let relays reach loopback peers")
-    parser.add_argument("--min-port", type=int, default=49160, help="lowest relay port")
-    parser.add_argument("--max-port", type=int, default=49999, help="highest relay port")
-    parser.add_argument("--max-allocations", type=int, default=200, help="allocations in total")
-    parser.add_argument("--max-allocations-per-user", type=int, default=10, help="allocations per user")
-    parser.add_argument("--bandwidth", type=int, default=2_000_000, help="bytes/s per allocation")
+    parser.add_argument("--realm", default=d["realm"], help="authentication realm (default: %(default)s)")
+    parser.add_argument("--allow-loopback-peers", action="store_true", default=d["allow_loopback_peers"],
+                        help="let relays reach loopback peers")
+    parser.add_argument("--min-port", type=int, default=d["relay_min_port"], help="lowest relay port (default: %(default)s)")
+    parser.add_argument("--max-port", type=int, default=d["relay_max_port"], help="highest relay port (default: %(default)s)")
+    parser.add_argument("--max-allocations", type=int, default=d["max_allocations"],
+                        help="allocations in total (default: %(default)s)")
+    parser.add_argument("--max-allocations-per-user", type=int, default=d["max_allocations_per_user"],
+                        help="allocations per user (default: %(default)s)")
+    parser.add_argument("--bandwidth", type=int, default=d["bandwidth_per_allocation"],
+                        help="bytes/s per allocation (default: %(default)s)")
     parser.add_argument("--forbidden-port", type=int, action="append", default=[], help="own port peers may not reach")
     parser.add_argument("--verbose", action="store_true", help="log every allocation")
     return parser.parse_args(argv)
