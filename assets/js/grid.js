@@ -109,6 +109,9 @@ export class Grid {
     this.stage = stage;
     /** @type {Map<string, Tile>} */
     this.tiles = new Map();
+    /** @type {(() => boolean)|null} another layout (presenter) that may place the tiles
+     * instead: it returns true when it did */
+    this.arrange = null;
     new ResizeObserver(() => this.layout()).observe(stage);
   }
 
@@ -148,6 +151,7 @@ export class Grid {
 
   /** Pick the column count that gives the biggest tiles for this stage. */
   layout() {
+    if (this.arrange && this.arrange()) return;
     const n = Math.max(1, this.tiles.size);
     const W = this.stage.clientWidth;
     const H = this.stage.clientHeight;

@@ -1,50 +1,47 @@
-// The meeting page: pre-join screen, the call (grid, controls, states) and the mesh.
-// It ties the DOM-free SignalingClient and Peer objects to the DOM.
+// The meeting page: pre-join screen, the grid, the controls, the invite dialog and
+// start-up. The call itself (peers, connections, repair) lives in the DOM-free call.js;
+// this module draws what it reports.
+import { Call } from './call.js';
+import { setupChat } from './chat-panel.js';
+import { setupDetails } from './details.js';
+import { setupDevices } from './device-panel.js';
+import { DEFAULT_NAME, displayMedia, displayOptions, RoomDisplay } from './display.js';
+import { SIGNALING_URL, takeEarly } from './early-socket.js';
 import { Grid } from './grid.js';
 import { icon } from './icons.js';
+import { onKey } from './keys.js';
+import { MicLevel } from './level.js';
 import { getLocalMedia } from './media.js';
 import { cleanName, ROOM_RE, saveName, savedName } from './names.js';
-import { Peer } from './peer.js';
+import { Presenter } from './present.js';
+import { Quality } from './quality.js';
+import { linkPasscode, setupRoomControls } from './room-controls.js';
 import { SignalingClient } from './signaling.js';
+import { ViewReporter } from './views.js';
 
 /** @typedef {import('./signaling.js').PeerInfo} PeerInfo */
-/** @typedef {import('./signaling.js').Welcome} Welcome */
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
 const params = new URLSearchParams(location.search);
 const roomName = decodeURIComponent(location.pathname.replace(/^\/r\//, '').replace(/\/.*$/, ''));
-const SIGNALING_URL = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+/** a room display (`?display=1`): unattended, receive-only, no controls */
+const display = displayOptions(params);
 
-/** Everything the call knows; one object, changed only by the functions below. */
-const call = {
-  /** @type {import('./media.js').LocalMedia|null} */
-  media: null,
-  micOn: true,
-  camOn: true,
-  name: '',
-  /** @type {string|null} */
-  id: null,
-  /** @type {SignalingClient|null} */
-  signaling: null,
-  /** @type {Map<string, Peer>} */
-  peers: new Map(),
-  /** @type {Map<string, PeerInfo>} */
-  infos: new Map(),
-  /** @type {RTCConfiguration} */
-  config: { iceServers: [], iceTransportPolicy: 'all' },
-  maxPeers: 0,
-  /** @type {'prejoin'|'connecting'|'joined'|'reconnecting'|'full'|'left'|'error'} */
-  phase: 'prejoin',
-  serverAway: false,
-  /** what the server said when it went away */
-  awayNote: '',
-  iceRestarts: 0,
-  rebuilds: 0,
-};
+const call = new Call();
+// `?adapt=0` sends as a page without the policy would (the bench's baseline).
+const adapt = params.get('adapt') !== '0';
+const quality = new Quality(call, { enabled: adapt });
+/** the display name we join with */
+let myName = '';
 
 /** @type {Grid} */
 let grid;
+/** @type {SignalingClient|null} */
+let signalingClient = null;
+/** Chat, raise hand, lock and passcodes: each attaches to the signaling client on join.
+ * @type {{attach(s: SignalingClient): void}[]} */
+let features = [];
 
 // ---------------------------------------------------------------- test hook
 // Read-only views for tests and diagnostics; nothing here can change the call
@@ -57,14 +54,21 @@ Object.defineProperty(window, 'meshcall', {
       id: call.id,
       room: roomName,
       signaling: call.signaling ? call.signaling.state : 'idle',
-      mic: sendingAudio(),
-      camera: sendingVideo(),
+      mic: call.sendingAudio,
+      camera: call.sendingVideo,
       peers: Object.fromEntries([...call.peers].map(([id, p]) => [id, p.state])),
-      iceRestarts: call.iceRestarts + [...call.peers.values()].reduce((n, p) => n + p.iceRestarts, 0),
-      rebuilds: call.rebuilds,
+      ...call.counters(),
       serverAway: call.serverAway,
+      liveness: signalingClient ? signalingClient.livenessFigures() : null,
     }),
     localTracks: () => (call.media ? call.media.stream.getTracks() : []),
+    quality: () => ({
+      enabled: quality.enabled,
+      applied: Object.fromEntries(quality.applied),
+      reasons: Object.fromEntries(quality.reasons),
+      views: Object.fromEntries(quality.views),
+    }),
+    trace: (/** @type {string} */ id) => call.traceOf(id),
     dropSignaling: () => call.signaling && call.signaling.drop(),
   }),
 });
@@ -91,40 +95,7 @@ function notice(/** @type {string|null} */ text) {
   el.hidden = !text;
 }
 
-// ---------------------------------------------------------------- local media
-function micAvailable() {
-  return !!(call.media && call.media.audio);
-}
-function camAvailable() {
-  return !!(call.media && call.media.video);
-}
-function sendingAudio() {
-  return call.micOn && micAvailable();
-}
-function sendingVideo() {
-  return call.camOn && camAvailable();
-}
-function localTracks() {
-  const m = /** @type {import('./media.js').LocalMedia} */ (call.media);
-  return { audio: sendingAudio() ? m.audio : null, video: sendingVideo() ? m.video : null };
-}
-
-function applyMedia() {
-  const m = call.media;
-  if (!m) return;
-  if (m.audio) m.audio.enabled = call.micOn;
-  if (m.video) m.video.enabled = call.camOn;
-  const tracks = localTracks();
-  for (const peer of call.peers.values()) {
-    peer.setTrack('audio', tracks.audio).catch((err) => console.warn('replaceTrack audio', err));
-    peer.setTrack('video', tracks.video).catch((err) => console.warn('replaceTrack video', err));
-  }
-  if (call.signaling) call.signaling.setMedia(sendingAudio(), sendingVideo());
-  const self = call.id && grid ? grid.get(call.id) : null;
-  if (self) self.setMedia(sendingAudio(), sendingVideo());
-  renderControls();
-}
-
+// ---------------------------------------------------------------- controls
 function setToggle(/** @type {HTMLElement} */ btn, /** @type {string} */ what, /** @type {string} */ iconName,
   /** @type {boolean} */ on, /** @type {boolean} */ available, /** @type {string} */ key) {
   btn.replaceChildren(icon(iconName, !on || !available));
@@ -136,84 +107,30 @@ function setToggle(/** @type {HTMLElement} */ btn, /** @type {string} */ what, /
 }
 
 function renderControls() {
-  setToggle($('ctl-mic'), 'Microphone', 'mic', call.micOn, micAvailable(), 'm');
-  setToggle($('ctl-cam'), 'Camera', 'cam', call.camOn, camAvailable(), 'v');
+  const mic = call.micAvailable;
+  const cam = call.camAvailable;
+  setToggle($('ctl-mic'), 'Microphone', 'mic', call.micOn, mic, 'm');
+  setToggle($('ctl-cam'), 'Camera', 'cam', call.camOn, cam, 'v');
   const pm = $('prejoin-mic');
   const pc = $('prejoin-cam');
-  pm.textContent = micAvailable() ? (call.micOn ? 'Mic on' : 'Mic off') : 'No mic';
-  pc.textContent = camAvailable() ? (call.camOn ? 'Camera on' : 'Camera off') : 'No camera';
-  pm.setAttribute('aria-pressed', String(sendingAudio()));
-  pc.setAttribute('aria-pressed', String(sendingVideo()));
-  pm.toggleAttribute('disabled', !micAvailable());
-  pc.toggleAttribute('disabled', !camAvailable());
-  $('preview-off').hidden = sendingVideo();
+  pm.textContent = mic ? (call.micOn ? 'Mic on' : 'Mic off') : 'No mic';
+  pc.textContent = cam ? (call.camOn ? 'Camera on' : 'Camera off') : 'No camera';
+  pm.setAttribute('aria-pressed', String(call.sendingAudio));
+  pc.setAttribute('aria-pressed', String(call.sendingVideo));
+  pm.toggleAttribute('disabled', !mic);
+  pc.toggleAttribute('disabled', !cam);
+  $('preview-off').hidden = call.sendingVideo;
 }
 
 function toggleMic() {
-  if (!micAvailable()) return;
-  call.micOn = !call.micOn;
-  applyMedia();
+  if (call.micAvailable) call.setMic(!call.micOn);
 }
 
 function toggleCam() {
-  if (!camAvailable()) return;
-  call.camOn = !call.camOn;
-  applyMedia();
+  if (call.camAvailable) call.setCamera(!call.camOn);
 }
 
-// ---------------------------------------------------------------- peers
-function peerTile(/** @type {string} */ id) {
-  const info = call.infos.get(id);
-  const tile = grid.add({ id, name: info ? info.name : '…' });
-  if (info) tile.setMedia(info.audio, info.video);
-  return tile;
-}
-
-/** Create (or replace) the connection to one peer. */
-function connect(/** @type {string} */ id, /** @type {boolean} */ initiator) {
-  const old = call.peers.get(id);
-  if (old) {
-    call.iceRestarts += old.iceRestarts;
-    old.close();
-  }
-  const sig = /** @type {SignalingClient} */ (call.signaling);
-  const m = /** @type {import('./media.js').LocalMedia} */ (call.media);
-  const peer = new Peer({
-    id,
-    localId: /** @type {string} */ (call.id),
-    config: call.config,
-    tracks: localTracks(),
-    stream: m.stream,
-    send: (payload) => sig.sendSignal(id, payload),
-    initiator,
-  });
-  call.peers.set(id, peer);
-  const tile = peerTile(id);
-  tile.setState(old ? 'reconnecting' : 'connecting');
-  peer.addEventListener('state', () => {
-    if (call.peers.get(id) === peer) tile.setState(peer.state);
-  });
-  peer.addEventListener('track', () => tile.setStream(peer.remoteStream, audioBlocked));
-  peer.addEventListener('rebuild', () => {
-    if (call.peers.get(id) !== peer) return;
-    call.rebuilds += 1;
-    // Both ends drop the connection; the impolite end (smaller id) offers a fresh one.
-    connect(id, !peer.polite);
-  });
-  return peer;
-}
-
-function disconnect(/** @type {string} */ id) {
-  const peer = call.peers.get(id);
-  if (peer) {
-    call.iceRestarts += peer.iceRestarts;
-    peer.close();
-  }
-  call.peers.delete(id);
-  call.infos.delete(id);
-  grid.remove(id);
-}
-
+// ---------------------------------------------------------------- drawing the call
 function audioBlocked() {
   $('unmute-audio').hidden = false;
 }
@@ -228,111 +145,83 @@ function enableAudio() {
   $('unmute-audio').hidden = true;
 }
 
-// ---------------------------------------------------------------- signaling
-/** The RTCConfiguration the server hands out (in the welcome, and fresh later). */
-function iceConfig(/** @type {{iceServers: RTCIceServer[], iceTransportPolicy: RTCIceTransportPolicy}} */ m) {
-  return { iceServers: m.iceServers || [], iceTransportPolicy: m.iceTransportPolicy || 'all' };
+/** The tile of a remote participant; every connection has one, whatever came first. */
+function tileOf(/** @type {string} */ id) {
+  const info = call.infos.get(id);
+  return grid.get(id) || grid.add({ id, name: info ? info.name : '…' });
 }
 
-function onWelcome(/** @type {Welcome} */ w) {
-  call.config = iceConfig(w);
-  call.maxPeers = w.maxPeers;
-  const fresh = !w.resumed || w.id !== call.id;
-  if (fresh) {
-    // A newcomer (again): drop every old connection and call everyone present.
-    for (const id of [...call.peers.keys()]) disconnect(id);
-    if (call.id && call.id !== w.id) grid.rekey(call.id, w.id);
-    call.id = w.id;
-    call.infos.clear();
-    for (const p of w.peers) call.infos.set(p.id, p);
-    for (const p of w.peers) connect(p.id, true);
-  } else {
-    // Resumed: same id, the connections were never touched. Catch up on who came and went.
-    const present = new Set(w.peers.map((p) => p.id));
-    for (const id of [...call.peers.keys()]) if (!present.has(id)) disconnect(id);
-    for (const p of w.peers) {
-      onPeerUpdated(p);
-      if (!call.peers.has(p.id)) connect(p.id, true);
-    }
-  }
-  call.phase = 'joined';
-  call.serverAway = false;
-  banner(null);
-  // The others learn our current media state from the join frame itself.
-}
-
-/** Fresh TURN credentials: used for every connection from now on, open ones included. */
-function onIceServers(/** @type {{iceServers: RTCIceServer[], iceTransportPolicy: RTCIceTransportPolicy}} */ m) {
-  call.config = iceConfig(m);
-  for (const peer of call.peers.values()) {
-    try {
-      peer.pc.setConfiguration({ ...peer.pc.getConfiguration(), ...call.config });
-    } catch (err) {
-      console.warn(`peer ${peer.id}: new ICE servers refused`, err);
-    }
+function showInfo(/** @type {string} */ id, /** @type {PeerInfo|null} */ info) {
+  const tile = grid.add({ id, name: info ? info.name : '…' });
+  if (info) {
+    tile.setName(info.name);
+    tile.setMedia(info.audio, info.video);
   }
 }
 
-function onPeerJoined(/** @type {PeerInfo} */ p) {
-  call.infos.set(p.id, p);
-  connect(p.id, false);
-}
-
-/** What the room says about a peer: remember it and show it on its tile. */
-function onPeerUpdated(/** @type {PeerInfo} */ p) {
-  call.infos.set(p.id, p);
-  const tile = grid.get(p.id);
-  if (tile) {
-    tile.setName(p.name);
-    tile.setMedia(p.audio, p.video);
+/** Draw what the call reports; each handler reads the event's detail only. */
+function drawCall() {
+  /** @type {Record<string, (d: any) => void>} */
+  const on = {
+    'peer-added': (d) => showInfo(d.id, d.info),
+    'peer-updated': (d) => showInfo(d.id, d.info),
+    'peer-removed': (d) => grid.remove(d.id),
+    'peer-state': (d) => tileOf(d.id).setState(d.state),
+    'remote-stream': (d) => tileOf(d.id).setStream(d.stream, audioBlocked),
+    joined: (d) => {
+      if (d.previousId && d.previousId !== d.id) grid.rekey(d.previousId, d.id);
+    },
+    media: (d) => {
+      const self = call.id ? grid.get(call.id) : null;
+      if (self) self.setMedia(d.audio, d.video);
+      renderControls();
+    },
+    phase: (d) => showPhase(d),
+    notice: (d) => notice(d.value),
+    error: (d) => console.warn('signaling error', d),
+  };
+  for (const [type, fn] of Object.entries(on)) {
+    call.addEventListener(type, (ev) => fn(/** @type {CustomEvent} */ (ev).detail));
   }
 }
 
-function onSignal(/** @type {{from: string, description?: RTCSessionDescriptionInit, candidate?: RTCIceCandidateInit|null}} */ msg) {
-  let peer = call.peers.get(msg.from);
-  if (!peer || (msg.description && peer.isFromNewSession(msg.description))) {
-    if (peer) call.rebuilds += 1;
-    peer = connect(msg.from, false); // the other end started a fresh connection
-  }
-  peer.handleSignal(msg);
-}
-
-function onError(/** @type {{error: string, value: string, fatal: boolean}} */ e) {
-  if (e.error === 'room-full') {
-    call.phase = 'full';
-    if (call.signaling) call.signaling.stop();
-    for (const id of [...call.peers.keys()]) disconnect(id);
-    stopLocal();
-    showMessage('This room is full', `${e.value} A mesh call stays smooth with at most ${call.maxPeers || 'a few'} people. Try again later, or start another room.`, true);
-    return;
-  }
-  if (e.error === 'bad-name') {
-    notice(e.value);
-    return;
-  }
-  if (e.error === 'bad-room') {
-    call.phase = 'error';
-    if (call.signaling) call.signaling.stop();
-    showMessage('No such room', e.value);
-    return;
-  }
-  console.warn('signaling error', e);
-}
-
-function onSignalingState(/** @type {import('./signaling.js').SignalingState} */ state) {
-  if (call.phase === 'full' || call.phase === 'left' || call.phase === 'error') return;
-  if (state === 'lost') {
-    call.phase = 'reconnecting';
-    banner(call.serverAway
-      ? `The meeting server went away — reconnecting… ${call.awayNote} (the call continues meanwhile)`
+/** @param {{phase: import('./call.js').Phase, serverAway: boolean, note: string, maxPeers?: number|null, value?: string, lockedBy?: string|null}} d */
+function showPhase(d) {
+  // A display shows no message to dismiss: its idle screen says it and it tries again.
+  if (display && (d.phase === 'full' || d.phase === 'locked' || d.phase === 'error' || d.phase === 'left')) return;
+  if (d.phase === 'connecting') {
+    banner('Connecting…');
+  } else if (d.phase === 'joined') {
+    banner(null);
+  } else if (d.phase === 'reconnecting') {
+    banner(d.serverAway
+      ? `The meeting server went away — reconnecting… ${d.note} (the call continues meanwhile)`
       : 'Connection to the meeting server lost — reconnecting… (the call continues meanwhile)');
+  } else if (d.phase === 'full') {
+    // An older server names the limit only in its own words (`value`).
+    const why = d.maxPeers ? `This room is full: a mesh call stays smooth with at most ${d.maxPeers} people.`
+      : `${d.value || 'This room is full.'} A mesh call stays smooth with only a few people.`;
+    showMessage('This room is full', `${why} Try again later, or start another room.`, true);
+  } else if (d.phase === 'locked') {
+    const by = d.lockedBy ? `${d.lockedBy} locked it` : 'Someone in it locked it';
+    showMessage('This room is locked', `${by}: nobody new can join. Ask them to unlock it, then try again.`, true);
+  } else if (d.phase === 'error') {
+    showMessage('No such room', d.value || '');
+  } else if (d.phase === 'left') {
+    showMessage('You left the meeting', 'Thanks for joining.', true);
   }
 }
 
-function onShutdown(/** @type {{value: string}} */ s) {
-  // The close that follows at once turns this into the 'lost' banner, which says why.
-  call.serverAway = true;
-  call.awayNote = s.value || '';
+/** Tell each sender how large we show it (quality.js caps what it sends to that). */
+function reportViews() {
+  const views = new ViewReporter($('grid'), (id, view) => {
+    if (signalingClient) signalingClient.sendSignal(id, { view });
+  });
+  call.addEventListener('peer-state', (ev) => {
+    const d = /** @type {CustomEvent} */ (ev).detail;
+    if (d.state === 'connected') views.forget(d.id);
+  });
+  call.addEventListener('peer-removed', (ev) => views.sent.delete(/** @type {CustomEvent} */ (ev).detail.id));
 }
 
 // ---------------------------------------------------------------- join / leave
@@ -341,40 +230,19 @@ function join(early = null) {
   const m = /** @type {import('./media.js').LocalMedia} */ (call.media);
   $('prejoin').hidden = true;
   $('call').hidden = false;
-  call.phase = 'connecting';
-  banner('Connecting…');
   notice(m.note);
-  const self = grid.add({ id: 'self', name: call.name, self: true });
-  self.video.srcObject = m.stream;
-  self.play();
-  self.setMedia(sendingAudio(), sendingVideo());
-  call.id = 'self'; // our real id comes with the welcome; the self tile is re-keyed then
+  // Our real id comes with the welcome; the self tile is re-keyed then. A display has none.
+  if (!display) {
+    const self = grid.add({ id: 'self', name: myName, self: true });
+    self.video.srcObject = m.stream;
+    self.play();
+    self.setMedia(call.sendingAudio, call.sendingVideo);
+  }
   renderControls();
-  const sig = new SignalingClient(SIGNALING_URL, { room: roomName, name: call.name, audio: sendingAudio(), video: sendingVideo() },
-    early);
-  call.signaling = sig;
-  sig.addEventListener('welcome', (ev) => onWelcome(/** @type {CustomEvent} */ (ev).detail));
-  sig.addEventListener('peer-joined', (ev) => onPeerJoined(/** @type {CustomEvent} */ (ev).detail));
-  sig.addEventListener('peer-updated', (ev) => onPeerUpdated(/** @type {CustomEvent} */ (ev).detail));
-  sig.addEventListener('peer-left', (ev) => disconnect(/** @type {CustomEvent} */ (ev).detail.id));
-  sig.addEventListener('signal', (ev) => onSignal(/** @type {CustomEvent} */ (ev).detail));
-  sig.addEventListener('error', (ev) => onError(/** @type {CustomEvent} */ (ev).detail));
-  sig.addEventListener('ice-servers', (ev) => onIceServers(/** @type {CustomEvent} */ (ev).detail));
-  sig.addEventListener('shutdown', (ev) => onShutdown(/** @type {CustomEvent} */ (ev).detail));
-  sig.addEventListener('state', (ev) => onSignalingState(/** @type {CustomEvent} */ (ev).detail.state));
-  sig.start();
-}
-
-function stopLocal() {
-  if (call.media) for (const t of call.media.stream.getTracks()) t.stop();
-}
-
-function leave() {
-  call.phase = 'left';
-  if (call.signaling) call.signaling.leave();
-  for (const id of [...call.peers.keys()]) disconnect(id);
-  stopLocal();
-  showMessage('You left the meeting', 'Thanks for joining.', true);
+  signalingClient = new SignalingClient(SIGNALING_URL,
+    { room: roomName, name: myName, audio: call.sendingAudio, video: call.sendingVideo, ...linkPasscode() }, early);
+  for (const f of features) f.attach(signalingClient);
+  call.join(signalingClient);
 }
 
 // ---------------------------------------------------------------- invite
@@ -403,7 +271,7 @@ async function copyInvite() {
 function wireControls() {
   $('ctl-mic').addEventListener('click', toggleMic);
   $('ctl-cam').addEventListener('click', toggleCam);
-  $('ctl-leave').addEventListener('click', leave);
+  $('ctl-leave').addEventListener('click', () => call.leave());
   $('ctl-invite').addEventListener('click', openInvite);
   $('ctl-invite').replaceChildren(icon('invite'));
   $('ctl-leave').replaceChildren(icon('leave'));
@@ -412,48 +280,67 @@ function wireControls() {
   $('prejoin-mic').addEventListener('click', toggleMic);
   $('prejoin-cam').addEventListener('click', toggleCam);
   $('message-retry').addEventListener('click', () => location.reload());
-  document.addEventListener('keydown', (ev) => {
-    if (call.phase === 'prejoin' || ev.ctrlKey || ev.metaKey || ev.altKey || ev.repeat) return;
-    const t = /** @type {HTMLElement} */ (ev.target);
-    if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
-    if (ev.key === 'm' || ev.key === 'M') toggleMic();
-    else if (ev.key === 'v' || ev.key === 'V') toggleCam();
-  });
+  onKey(call, 'm', toggleMic);
+  onKey(call, 'v', toggleCam);
   window.addEventListener('pagehide', () => {
     if (call.signaling && call.phase !== 'left') call.signaling.leave();
   });
 }
 
 async function main() {
+  // Opened while this page loaded, if its link joins at once (early-media.js).
+  const ahead = takeEarly();
   if (!ROOM_RE.test(roomName)) {
+    if (ahead) ahead.close();
     showMessage('No such room', 'A room name is 1 to 40 letters, digits, "-" or "_".');
     return;
   }
   document.title = `${roomName} — meshcall`;
   grid = new Grid($('grid'), $('stage'));
+  drawCall();
+  if (adapt) reportViews();
+  setupDetails({ call, quality, tileOf: (id) => { const t = grid.get(id); return t ? t.el : null; } });
   wireControls();
-  const given = cleanName(params.get('name') || '');
+  const mic = new MicLevel(call);
+  call.addEventListener('phase', (ev) => {
+    const { phase } = /** @type {CustomEvent} */ (ev).detail;
+    if (phase === 'left' || phase === 'full' || phase === 'error' || phase === 'locked') mic.close();
+  });
+  const devices = setupDevices(call, { notice, mic });
+  features = [setupChat(call), setupRoomControls(call, grid, { room: roomName, notice, mic })];
+  if (display) new RoomDisplay({ call, grid, room: roomName });
+  new Presenter({ call, grid, mic, options: { display: !!display, inRoom: params.get('inroom') === '1', notice } });
+  // A room display joins at once, under a name that says what it is.
+  const given = cleanName(params.get('name') || (display ? DEFAULT_NAME : ''));
   if (!given) {
     $('prejoin-room').textContent = roomName;
     const input = /** @type {HTMLInputElement} */ ($('prejoin-name'));
     input.value = savedName();
     $('prejoin').hidden = false;
   }
-  // Joining at once (a shared link, a room display): open the signaling socket while
+  // Joining at once (a shared link, a room display): the signaling socket opens while
   // the camera starts, so both waits overlap. The join itself waits for the media state.
-  const early = given ? new WebSocket(SIGNALING_URL) : null;
+  const early = given ? ahead || new WebSocket(SIGNALING_URL) : null;
+  if (!given && ahead) ahead.close(); // a name that cleans to nothing: the page asks for one
   // Permission first: Chromium offers no usable ICE candidates before it.
-  call.media = await getLocalMedia();
+  const media = display ? await displayMedia(display) : await getLocalMedia();
+  call.useMedia(media);
+  // A receive-only display has no device to watch, and must not open one by remembering it.
+  if (!display || display.camera || display.mic) devices.start();
   const preview = /** @type {HTMLVideoElement} */ ($('preview'));
-  preview.srcObject = call.media.stream;
-  preview.play().catch(() => {});
+  // A video element given a stream without tracks never loads, and holds the page's
+  // load event with it (a room display sends nothing).
+  if (media.stream.getTracks().length) {
+    preview.srcObject = media.stream;
+    preview.play().catch(() => {});
+  }
   renderControls();
-  if (call.media.note) {
-    $('prejoin-note').textContent = call.media.note;
+  if (media.note) {
+    $('prejoin-note').textContent = media.note;
     $('prejoin-note').hidden = false;
   }
   if (given) {
-    call.name = given;
+    myName = given;
     join(early);
     return;
   }
@@ -462,7 +349,7 @@ async function main() {
     const name = cleanName(/** @type {HTMLInputElement} */ ($('prejoin-name')).value);
     if (!name) return;
     saveName(name);
-    call.name = name;
+    myName = name;
     preview.srcObject = null;
     join();
   });
