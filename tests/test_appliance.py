@@ -57,3 +57,44 @@ def test_new_address_while_running_reissues_the_leaf_from_the_same_ca(tmp_path: 
             await app.stop()
 
     asyncio.run(scenario())
+
+
+def test_someone_who_leaves_loses_their_relays_at_once(tmp_path: Path) -> None:
+    """The TURN quota follows the person: when a peer leaves its room, the appliance
+    frees its relay allocations instead of letting them run until they expire."""
+    import json
+
+    from tornado import httpclient, websocket
+
+    from turn.stunclient import TestClient, error_code
+
+    async def scenario() -> None:
+        http_port, turn_port = free_ports(2)
+        app = Appliance(Config(host="127.0.0.1", port=0, http_port=http_port, turn_port=turn_port,
+                               data_dir=tmp_path, turn_allow_loopback=True))
+        await app.start()
+        try:
+            ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+            conn = await websocket.websocket_connect(
+                httpclient.HTTPRequest(f"wss://localhost:{app.port}/ws", ssl_options=ctx))
+            await conn.write_message(json.dumps({"type": "join", "room": "r", "name": "n"}))
+            welcome = json.loads(await conn.read_message())
+            turn = next(s for s in welcome["iceServers"] if "username" in s)
+
+            def allocate() -> None:
+                with TestClient("127.0.0.1", turn_port) as client:
+                    client.login(turn["username"], turn["credential"])
+                    assert error_code(client.allocate()) is None
+
+            await asyncio.to_thread(allocate)
+            assert app.turn.forget_user(welcome["id"]) == 1  # the relay exists, tied to this person
+            await asyncio.to_thread(allocate)
+            await conn.write_message(json.dumps({"type": "leave"}))
+            assert await conn.read_message() is None  # leave closes the socket
+            conn.close()
+            # Gone with the person: nothing left to release.
+            assert app.turn.forget_user(welcome["id"]) == 0
+        finally:
+            await app.stop()
+
+    asyncio.run(scenario())

@@ -27,6 +27,7 @@ import pytest
 
 from helpers.executable import ensure_executable
 from helpers.procs import ROOT, Meshcall, get_json, insecure_context
+from meshcall.bundle import Bundle
 
 FINGERPRINT_RE = re.compile(r"certificate: SHA-256 ([0-9A-F:]{95})")
 
@@ -136,7 +137,7 @@ def test_serves_its_bundled_page_over_https_with_the_generated_chain(exe: Path, 
         assert ca.is_file() and (data / "server.crt").is_file()
         trust = ssl.create_default_context(cafile=str(ca))
         status, headers, body = fetch(mc.url + "/", trust)
-        assert status == 200 and body == (ROOT / "assets" / "index.html").read_bytes()
+        assert status == 200 and body == Bundle(ROOT / "assets").page("index.html").body
         assert "script-src 'self'" in headers["Content-Security-Policy"]
         status, _, body = fetch(mc.url + "/static/js/room.js", trust)
         assert status == 200 and body == (ROOT / "assets" / "js" / "room.js").read_bytes()
@@ -154,6 +155,26 @@ def test_serves_its_bundled_page_over_https_with_the_generated_chain(exe: Path, 
         raise
     finally:
         mc.close()
+
+
+def test_announces_its_names_by_mdns(exe: Path, tmp_path: Path) -> None:
+    """zeroconf is imported lazily and partly compiled; the bundle must have all of it."""
+    from helpers.netns import private_lan
+
+    with private_lan() as (here, _):
+        mc = Binary(exe, data_dir=tmp_path / "data")
+        mc.host = here
+        mc.args[mc.args.index("--host") + 1] = here
+        try:
+            mc.start()
+            mc.wait_for("meshcall 0.1.0: ready")
+            res = subprocess.run(["dig", "+short", "+time=1", "+tries=2", "-p", "5353", f"@{here}",
+                                  "meshcall.local", "A"], capture_output=True, text=True, timeout=15)
+            assert res.stdout.split() == [here], mc.output()
+            mc.stop()
+            mc.assert_clean()
+        finally:
+            mc.close()
 
 
 def test_runs_the_built_in_turn_relay(exe: Path, tmp_path: Path) -> None:

@@ -152,3 +152,15 @@ def test_user_certificate_checks(made: certs.ServerCertificate, tmp_path: Path) 
         certs.user_certificate(made.key_file, made.key_file)
     with pytest.raises(certs.CertificateError, match="No such file"):
         certs.user_certificate(tmp_path / "missing.pem", made.key_file)
+
+
+def test_announced_names_go_into_the_leaf_and_a_new_one_reissues_it(tmp_path: Path) -> None:
+    first = certs.ensure_certificates(tmp_path, "meshbox", ADDRS, ["meshcall.local"])
+    leaf = load(first.cert_file)
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "meshcall.local" in san.get_values_for_type(x509.DNSName)
+    assert certs.leaf_covers(leaf, "meshbox", ADDRS, ["meshcall.local"])
+    assert not certs.leaf_covers(leaf, "meshbox", ADDRS, ["meshcall-2.local"])
+    again = certs.ensure_certificates(tmp_path, "meshbox", ADDRS, ["meshcall-2.local"])
+    assert again.fingerprint != first.fingerprint and again.ca_fingerprint == first.ca_fingerprint
+    assert handshake(again, "meshcall-2.local") == "ok"  # within the CA's name constraints (.local)

@@ -20,7 +20,7 @@ def code_of(frame: str | bytes) -> str:
 def test_join_is_normalised() -> None:
     msg = protocol.parse(json.dumps({"type": "join", "room": "Bright-Otter-42", "name": "  Ada \n Lovelace "}))
     assert msg == {"type": "join", "room": "bright-otter-42", "name": "Ada Lovelace", "audio": True,
-                   "video": True, "resume": None, "password": None}
+                   "video": True, "resume": None, "passcode": None}
 
 
 def test_any_unicode_name_is_kept_as_text() -> None:
@@ -90,6 +90,68 @@ def test_every_message_type_and_error_code_is_documented_with_an_example() -> No
             assert f'"type": "{kind}"' in body or kind == "error", f"{kind!r} has no example"
     for code in errors.USER_ERRORS + errors.PROTOCOL_ERRORS:
         assert f"| `{code}` |" in DOC, f"error code {code!r} is not documented"
+
+
+def _section(kind: str, part: str) -> str:
+    side = DOC.split(f"## {part}", 1)[1].split("\n## ", 1)[0]
+    return side.split(f"### {kind}\n", 1)[1].split("\n### ", 1)[0]
+
+
+def _table(body: str) -> dict[str, list[str]]:
+    """The rows of the first field table in a section: field name -> the other cells."""
+    rows = re.findall(r"^\| `([A-Za-z]+)` \|(.*)\|$", body, flags=re.M)
+    return {name: [c.strip() for c in rest.split("|")] for name, rest in rows}
+
+
+def test_every_client_field_and_its_default_is_documented() -> None:
+    for kind, fields in protocol.CLIENT_FIELDS.items():
+        documented = {name: cells[1] for name, cells in _table(_section(kind, "Client to server")).items()}
+        assert documented == fields, f"{kind}: the doc's field table differs from the parser's"
+
+
+def test_documented_defaults_are_the_parsers_defaults() -> None:
+    minimal = protocol.parse('{"type": "join", "room": "r", "name": "n"}')
+    for field, default in protocol.CLIENT_FIELDS["join"].items():
+        if default != "required":
+            assert json.dumps(minimal[field]) == default, field
+
+
+def test_every_server_frame_has_exactly_its_documented_fields() -> None:
+    peer = {"id": "p0123456789", "name": "Ada", "audio": True, "video": False, "screen": None, "hand": None}
+    ice = {"iceServers": [], "iceTransportPolicy": "all"}
+    built = {
+        "welcome": protocol.welcome("p0123456789", "t" * 24, "r", [peer], ice, 6, False, "1",
+                                    {"locked": False, "lockedBy": None, "passcode": False}),
+        "peer-joined": protocol.peer_joined(peer),
+        "peer-left": protocol.peer_left("p0123456789"),
+        "peer-updated": protocol.peer_updated(peer),
+        "signal": protocol.relayed(protocol.parse(
+            '{"type": "signal", "to": "p0123456789", "conn": "c1", "candidate": null}'), "p9876543210"),
+        "ice-servers": protocol.ice_servers(ice),
+        "pong": protocol.pong(),
+        "shutdown": protocol.shutdown("bye"),
+        "error": {**UserError("room-full", "full", maxPeers=6).frame(), "lockedBy": "Ada"},
+        "chat": protocol.chat({"id": 1, "from": "p0123456789", "name": "Ada", "ts": 1, "text": "hi"}),
+        "chat-history": protocol.chat_history([]),
+        "room-updated": protocol.room_updated({"locked": True, "lockedBy": "Ada", "passcode": False}, "Ada"),
+    }
+    assert set(built) == set(protocol.SERVER_TYPES)
+    for kind, frame in built.items():
+        documented = set(_table(_section(kind, "Server to client")))
+        sent = set(frame) - {"type"}
+        if kind == "signal":  # exactly one of description/candidate/view is present
+            sent |= {"description", "candidate", "view"}
+        assert sent == documented, f"{kind}: sent {sorted(sent)}, documented {sorted(documented)}"
+
+
+def test_documented_close_codes_and_limits_are_the_enforced_ones() -> None:
+    rows = dict(re.findall(r"^\| `([a-z0-9-]+)` \| protocol \| (\d+) \|", DOC, flags=re.M))
+    assert set(rows) == set(errors.PROTOCOL_ERRORS)
+    for code, close in rows.items():
+        assert int(close) == errors.CLOSE_CODES.get(code, errors.DEFAULT_CLOSE_CODE), code
+    assert f"{protocol.MAX_FRAME:,} bytes" in DOC
+    assert protocol.MAX_SDP == 32 * 1024 and "| SDP | 32 KiB" in DOC
+    assert protocol.MAX_CANDIDATE == 1024 and "| ICE candidate string | 1 KiB" in DOC
 
 
 def test_documented_examples_parse_as_the_server_expects() -> None:

@@ -63,6 +63,31 @@ def test_unheard_peer_expires_after_grace_and_token_dies_with_it() -> None:
     assert not fresh.resumed and fresh.peer.id != a.id
 
 
+def test_a_vanished_peer_is_held_only_its_shorter_hold_unless_it_resumes() -> None:
+    rooms = Rooms(grace=20)
+    a = rooms.join("r", "a", True, True, 0).peer
+    b = rooms.join("r", "b", True, True, 0).peer
+    rooms.vanished(a.id, 2, hold=8)
+    rooms.vanished(b.id, 2, hold=8)
+    assert rooms.expired(9.9) == []
+    again = rooms.join("r", "b", True, True, 5, resume=b.token)  # back in time: the hold is over
+    assert again.resumed
+    assert rooms.expired(10) == [a.id]
+    assert rooms.expired(24.9) == [a.id]
+    assert sorted(rooms.expired(25)) == sorted([a.id, b.id])  # b by the grace, counted from its resume
+
+
+def test_a_vanished_hold_never_exceeds_the_grace() -> None:
+    rooms = Rooms(grace=3)
+    a = rooms.join("r", "a", True, True, 0).peer
+    rooms.vanished(a.id, 0.5, hold=8)  # heard at 0, vanished at 0.5: the grace (from 0) ends it
+    assert rooms.expired(2.9) == []
+    assert rooms.expired(3) == [a.id]
+    rooms.touch(a.id, 1)
+    assert rooms.expired(3.4) == []
+    assert rooms.expired(3.5) == [a.id]  # heard later, but the hold (capped at the grace) ran out
+
+
 def test_resume_token_only_works_in_its_own_room() -> None:
     rooms = Rooms()
     a = rooms.join("r", "a", True, True, 0).peer

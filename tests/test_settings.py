@@ -22,8 +22,9 @@ def test_help_lists_every_setting_with_its_env_var() -> None:
 
 def test_defaults() -> None:
     c = settings.load([], environ={})
-    assert (c.host, c.port, c.http_port, c.max_peers, c.log_level) == ("0.0.0.0", 8443, 8080, 6, "INFO")
+    assert (c.host, c.port, c.http_port, c.max_peers, c.log_level) == ("::", 8443, 8080, 6, "INFO")
     assert c.cert is None and c.key is None and c.no_turn is False
+    assert (c.mdns_name, c.no_mdns) == ("meshcall.local", False)
 
 
 def test_flags_win_over_environment() -> None:
@@ -42,6 +43,10 @@ def test_flags_win_over_environment() -> None:
     (["--cert", "c.pem"], {}, "--cert needs --key too"),
     (["--key", "k.pem"], {}, "--key needs --cert too"),
     (["--relay-only", "--no-turn"], {}, "--relay-only needs the built-in TURN server"),
+    (["--mdns-name", "a.b.local"], {}, "--mdns-name: 'a.b.local' is not a .local name"),
+    (["--wifi-password", "x"], {}, "--wifi-password needs --wifi-ssid"),
+    ([], {"MESHCALL_ACCESS_CODE": "  "}, "--access-code must be 1 to 128 characters, not blank"),
+    (["--access-code", "x" * 129], {}, "--access-code must be 1 to 128 characters"),
 ])
 def test_bad_values_are_one_clear_line(argv: list[str], env: dict[str, str], message: str) -> None:
     with pytest.raises(settings.ConfigError) as err:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Any, Callable
 from unittest import mock
 
@@ -13,7 +14,7 @@ from tornado.testing import AsyncHTTPTestCase, gen_test
 
 from meshcall.paths import asset_dir
 from meshcall.rooms import Rooms
-from meshcall.signaling import Hub
+from meshcall.signaling import Hub, SignalingHandler
 from meshcall.web import SECURITY_HEADERS, AppContext, make_app
 
 TIMEOUT = 5
@@ -98,9 +99,10 @@ class SignalingTest(ServerCase):
         assert wa["iceServers"] == [{"urls": ["stun:127.0.0.1:3478"], "username": f"1:{wa['id']}"}]
         assert wa["iceTransportPolicy"] == "all" and wa["maxPeers"] == 3
         wb = await b.join(name="Grace", video=False)
-        assert wb["peers"] == [{"id": wa["id"], "name": "Ada", "audio": True, "video": True}]
+        assert wb["peers"] == [{"id": wa["id"], "name": "Ada", "audio": True, "video": True, "screen": None, "hand": None}]
         joined = await a.expect("peer-joined")
-        assert joined["peer"] == {"id": wb["id"], "name": "Grace", "audio": True, "video": False}
+        assert joined["peer"] == {"id": wb["id"], "name": "Grace", "audio": True, "video": False,
+                                 "screen": None, "hand": None}
         assert "token" not in json.dumps(joined)
 
     @gen_test
@@ -164,7 +166,8 @@ class SignalingTest(ServerCase):
             await c.join()
         await clients[3].send({"type": "join", "room": "r", "name": "late"})
         err = await clients[3].expect("error")
-        assert err == {"type": "error", "error": "room-full", "value": "This room is full (3 people).", "fatal": False}
+        assert err == {"type": "error", "error": "room-full", "value": "This room is full (3 people).", "fatal": False,
+                       "maxPeers": 3}
         await clients[3].alive()
         assert len(self.rooms.members("r")) == 3
         (await clients[3].join(room="elsewhere"))  # the same socket can still join another room
@@ -177,7 +180,8 @@ class SignalingTest(ServerCase):
         await a.expect("peer-joined")
         await b.send({"type": "media", "audio": False, "video": True})
         upd = await a.expect("peer-updated")
-        assert upd["peer"] == {"id": wb["id"], "name": "Bob", "audio": False, "video": True}
+        assert upd["peer"] == {"id": wb["id"], "name": "Bob", "audio": False, "video": True,
+                               "screen": None, "hand": None}
         await b.send({"type": "rename", "name": "<b>Robert</b>"})
         upd = await a.expect("peer-updated")
         assert upd["peer"]["name"] == "<b>Robert</b>"
@@ -209,6 +213,28 @@ class SignalingTest(ServerCase):
         assert (await a.expect("peer-updated"))["peer"]["id"] == wb["id"]  # not peer-left
         await b2.send({"type": "signal", "to": again["peers"][0]["id"], "candidate": None})
         assert (await a.expect("signal"))["from"] == wb["id"]
+
+    @gen_test
+    async def test_signals_to_a_peer_between_sockets_are_held_until_it_resumes(self) -> None:
+        a, b, c = await self.client(), await self.client(), await self.client()
+        wa = await a.join()
+        wb = await b.join()
+        wc = await c.join()
+        b.conn.protocol.stream.close()
+        await eventually(lambda: wb["id"] not in self.hub.sockets)
+        offer = {"type": "offer", "sdp": "v=0\r\n"}
+        await a.send({"type": "signal", "to": wb["id"], "conn": "c1", "description": offer})
+        await c.send({"type": "signal", "to": wb["id"], "candidate": None})
+        await eventually(lambda: len(self.hub.held.get(wb["id"], [])) == 2)
+        await c.send({"type": "leave"})  # c's signal is stale once c has gone
+        await eventually(lambda: self.rooms.get(wc["id"]) is None)
+        b2 = await self.client()
+        again = await b2.join(resume=wb["token"])
+        assert again["resumed"] is True
+        held = await b2.expect("signal")
+        assert held == {"type": "signal", "from": wa["id"], "conn": "c1", "description": offer}
+        await b2.alive()  # nothing else came: c's candidate was not delivered
+        assert wb["id"] not in self.hub.held
 
     @gen_test(timeout=15)
     async def test_a_quiet_live_socket_is_pinged_and_keeps_its_place(self) -> None:
@@ -341,6 +367,23 @@ class SignalingTest(ServerCase):
         assert resp.code == 200 and resp.headers["Content-Type"] == "image/svg+xml"
         assert resp.body.startswith(b"<svg") and b"<path" in resp.body
 
+    def test_a_room_display_qr_code_links_with_inroom(self) -> None:
+        import io
+
+        import segno
+
+        def expected(url: str) -> bytes:
+            out = io.BytesIO()
+            segno.make(url, error="m").save(out, kind="svg", xmldecl=False, nl=False, scale=6, border=2,
+                                            dark="#111", light="#fff")
+            return out.getvalue()
+
+        base = self.get_url("/r/team-room")
+        assert self.fetch("/qr/team-room.svg?inroom=1").body == expected(base + "?inroom=1")
+        # Anything else is the plain room link, and the appliance's own code has no room to be in.
+        assert self.fetch("/qr/team-room.svg?inroom=yes").body == expected(base)
+        assert self.fetch("/qr.svg?inroom=1").body == expected(self.get_url("/"))
+
 
 class IceRefreshTest(ServerCase):
     ice_refresh = 0.4
@@ -354,19 +397,43 @@ class IceRefreshTest(ServerCase):
         assert fresh["iceServers"] != wa["iceServers"] and fresh["iceTransportPolicy"] == "all"
 
 
+# Text a stranger may send that is hard to pass on: lone surrogates (as JSON escapes),
+# non-characters, NUL, joiners and bidirectional controls.
+NASTY = st.sampled_from(["\ud800evil", "\udfff", "a\ud83d", "\ufffe", "\uffff", "\U0010ffff", "\x00", "\u202e",
+                         "\u200d", "\ufdd0", "é" * 50, "<img src=x onerror=alert(1)>"])
+VALUES = st.one_of(st.sampled_from(["join", "signal", "media", "rename", "ping", "leave", "hand", "chat", "lock",
+                                    "passcode", "r", "p0000001"]),
+                   st.none(), st.booleans(), st.integers(), st.text(max_size=30), NASTY,
+                   st.dictionaries(st.text(max_size=5), st.text(max_size=10) | NASTY, max_size=3))
 FRAMES = st.one_of(
     st.text(max_size=200),
     st.builds(json.dumps, st.dictionaries(
-        st.sampled_from(["type", "room", "name", "to", "from", "candidate", "description", "audio", "video", "resume"]),
-        st.one_of(st.sampled_from(["join", "signal", "media", "rename", "ping", "leave", "r", "p0000001"]),
-                  st.none(), st.booleans(), st.integers(), st.text(max_size=30),
-                  st.dictionaries(st.text(max_size=5), st.text(max_size=10), max_size=3)),
-        max_size=6)),
+        st.sampled_from(["type", "room", "name", "to", "from", "candidate", "description", "audio", "video", "resume",
+                         "conn", "view", "screen", "raised", "text", "locked", "passcode"]),
+        VALUES, max_size=6)),
+    st.builds(lambda kind, value: json.dumps({"type": kind, "room": "r", "name": value, "text": value,
+                                               "passcode": value}),
+              st.sampled_from(["join", "rename", "chat", "passcode"]), NASTY),
+    # bytes: sent as a binary frame, or as a text frame when not valid UTF-8
+    st.binary(max_size=60) | st.sampled_from([b"\xff\xfe", b"{\"type\": \"ping\"}\xc3", b"\xed\xa0\x80"]),
 )
 
 
 class LiveFuzzTest(ServerCase):
-    """Random frames at a live server: no crash, no effect on another room."""
+    """Random frames at a live server: no crash, no effect on another room.
+
+    The suite's log check fails these on any traceback the server logs; with
+    MESHCALL_TEST_CRASH_HANDLER=1 a handler crashes on purpose, to show that it does
+    (tests/test_logcheck.py)."""
+
+    def get_app(self) -> Any:
+        if os.environ.get("MESHCALL_TEST_CRASH_HANDLER") == "1":
+            def crash(handler: SignalingHandler, msg: dict[str, Any]) -> None:
+                raise RuntimeError("deliberate crash in a signaling handler")
+            patcher = mock.patch.object(SignalingHandler, "do_ping", crash)
+            patcher.start()
+            self.addCleanup(patcher.stop)
+        return super().get_app()
 
     @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.lists(FRAMES, min_size=1, max_size=8))
@@ -377,7 +444,10 @@ class LiveFuzzTest(ServerCase):
             fuzz = await self.client()
             for frame in frames:
                 try:
-                    await fuzz.send(frame)
+                    if isinstance(frame, bytes):
+                        await fuzz.conn.write_message(frame, binary=len(frame) % 2 == 0)
+                    else:
+                        await fuzz.send(frame)
                 except websocket.WebSocketClosedError:
                     break
             fuzz.conn.close()
@@ -388,3 +458,50 @@ class LiveFuzzTest(ServerCase):
             await eventually(lambda: not self.rooms.members("quiet"))  # the next example starts clean
 
         self.io_loop.run_sync(run, timeout=20)
+
+
+class VanishedTest(ServerCase):
+    """A page that gives up its socket itself (close code 4000) keeps its place for the
+    whole grace; a socket that ends without a close frame (the browser is gone) only for
+    the shorter hold."""
+
+    grace = 3.0
+
+    def get_app(self) -> Any:
+        app = super().get_app()
+        self.hub.vanished_hold = 0.5
+        return app
+
+    @gen_test(timeout=15)
+    async def test_a_socket_ending_without_a_close_frame_is_dropped_after_the_short_hold(self) -> None:
+        a, b = await self.client(), await self.client()
+        await a.join()
+        wb = await b.join()
+        await a.expect("peer-joined")
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        b.conn.protocol.stream.close()
+        left = await a.expect("peer-left")
+        assert left["id"] == wb["id"] and loop.time() - t0 < self.grace - 1
+
+    @gen_test(timeout=15)
+    async def test_a_page_that_gives_up_its_socket_keeps_its_place_for_the_grace(self) -> None:
+        a, b = await self.client(), await self.client()
+        await a.join()
+        wb = await b.join()
+        await a.expect("peer-joined")
+        b.conn.close(4000, "connection lost")
+        await asyncio.sleep(1.5)  # three times the short hold
+        assert self.rooms.get(wb["id"]) is not None
+        b2 = await self.client()
+        again = await b2.join(resume=wb["token"])
+        assert again["resumed"] is True and again["id"] == wb["id"]
+        assert (await a.expect("peer-updated"))["peer"]["id"] == wb["id"]
+
+    @gen_test
+    async def test_what_the_other_kernel_acknowledged_can_be_read_from_a_live_socket(self) -> None:
+        from meshcall.signaling import unacked
+
+        a = await self.client()
+        wa = await a.join()
+        await eventually(lambda: unacked(self.hub.sockets[wa["id"]]) == 0)

@@ -14,12 +14,17 @@ STATS_JS = """async () => {
     const byId = new Map();
     report.forEach((s) => byId.set(s.id, s));
     const r = {connectionState: pc.connectionState, framesDecoded: 0, audioPacketsReceived: 0,
-               framesEncoded: 0, videoBytesSent: 0, audioPacketsSent: 0, pair: null};
+               framesEncoded: 0, videoBytesSent: 0, audioPacketsSent: 0, pair: null,
+               inWidth: 0, inHeight: 0, outWidth: 0, outHeight: 0, limitation: null};
     report.forEach((s) => {
-      if (s.type === 'inbound-rtp' && s.kind === 'video') r.framesDecoded += s.framesDecoded || 0;
+      if (s.type === 'inbound-rtp' && s.kind === 'video') {
+        r.framesDecoded += s.framesDecoded || 0; r.inWidth = s.frameWidth || 0; r.inHeight = s.frameHeight || 0;
+      }
       if (s.type === 'inbound-rtp' && s.kind === 'audio') r.audioPacketsReceived += s.packetsReceived || 0;
       if (s.type === 'outbound-rtp' && s.kind === 'video') {
         r.framesEncoded += s.framesEncoded || 0; r.videoBytesSent += s.bytesSent || 0;
+        r.outWidth = s.frameWidth || 0; r.outHeight = s.frameHeight || 0;
+        r.limitation = s.qualityLimitationReason || null;
       }
       if (s.type === 'outbound-rtp' && s.kind === 'audio') r.audioPacketsSent += s.packetsSent || 0;
       if (s.type === 'transport' && s.selectedCandidatePairId) {

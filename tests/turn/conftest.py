@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from meshcall.turn.server import TurnConfig, TurnServer
+from meshcall.turn.config import TurnConfig
+from meshcall.turn.server import TurnServer
 
 SECRET = b"test-secret"
 COTURN_TOOLS = ("turnutils_uclient", "turnutils_stunclient", "turnutils_peer", "turnserver")
@@ -33,6 +34,23 @@ class _ErrorCollector(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
+
+
+class FakeClock:
+    """A clock a test moves by hand: pass it as ``clock=`` or ``wall_clock=``.
+
+    Read from the server's thread, moved from the test's: a float assignment,
+    so no lock is needed.
+    """
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 @dataclass
@@ -49,6 +67,18 @@ class LiveServer:
     def call(self, coro: Any, timeout: float = 10.0) -> Any:
         """Run a coroutine in the server's loop and wait for it."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def in_loop(self, function: Any, *args: Any) -> Any:
+        """Call a plain function in the server's loop and return its result."""
+
+        async def run() -> Any:
+            return function(*args)
+
+        return self.call(run())
+
+    def sweep(self) -> None:
+        """Expire what is due now on the server's clock (after moving a FakeClock)."""
+        self.in_loop(self.server.sweep)
 
     def stats(self) -> dict[str, int]:
         async def get() -> dict[str, int]:
@@ -68,7 +98,8 @@ class ServerFactory:
         self.thread.start()
         self.servers: list[TurnServer] = []
 
-    def start(self, **overrides: Any) -> LiveServer:
+    def start(self, *, clock: Any = None, wall_clock: Any = None, **overrides: Any) -> LiveServer:
+        """A started server; ``overrides`` are TurnConfig fields, the clocks default to the real ones."""
         settings: dict[str, Any] = {
             "listen": ["127.0.0.1"],
             "port": 0,
@@ -78,7 +109,8 @@ class ServerFactory:
             "relay_max_port": 59999,
         }
         settings.update(overrides)
-        server = TurnServer(TurnConfig(**settings))
+        clocks = {name: value for name, value in (("clock", clock), ("wall_clock", wall_clock)) if value is not None}
+        server = TurnServer(TurnConfig(**settings), **clocks)
         asyncio.run_coroutine_threadsafe(server.start(), self.loop).result(10)
         self.servers.append(server)
         return LiveServer(server, self.loop, settings["listen"][0], self.loop_errors)

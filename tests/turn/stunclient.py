@@ -15,12 +15,18 @@ class TestClient:
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, host: str, port: int, *, tcp: bool = False, timeout: float = 3.0) -> None:
+    def __init__(self, host: str, port: int, *, tcp: bool = False, timeout: float = 3.0, source: str | None = None) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.tcp = tcp
         self.sock = socket.socket(family, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect((host, port))
+        try:
+            self.sock.settimeout(timeout)
+            if source is not None:
+                self.sock.bind((source, 0))
+            self.sock.connect((host, port))
+        except OSError:
+            self.sock.close()
+            raise
         self.buffer = b""
         self.key: bytes | None = None
         self.username = ""

@@ -1,16 +1,22 @@
 """Random and mutated packets thrown at a live server over UDP and TCP.
 
-After every batch the server must still answer a Binding request; the
-``turn_factory`` fixture fails the test on any traceback logged or any
-exception reaching the event loop. Every loop is bounded in count and time.
+After every batch the server must still answer a Binding request, and the
+test fails on any record the ``meshcall.turn`` loggers emit at ERROR or with
+a traceback, at any level (they are captured down to DEBUG, and every record
+is formatted, so a broken log call fails too); the ``turn_factory`` fixture
+also fails it on an exception reaching the event loop. Every loop is bounded
+in count and time.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -78,14 +84,57 @@ def signed_soup(draw: st.DrawFn, key: bytes, username: str, nonce: bytes) -> byt
     return message.encode(key, fingerprint=draw(st.booleans()))
 
 
+class _Capture(logging.Handler):
+    """Every record of the TURN server's loggers; the bad ones kept with their text."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.seen = 0
+        self.problems: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen += 1
+        try:
+            text = self.format(record)  # formats the message and any traceback
+        except Exception as exc:  # noqa: BLE001 - a log call that cannot format is a bug to report
+            self.problems.append(f"unformattable record {record.msg!r} {record.args!r}: {exc!r}")
+            return
+        if record.levelno >= logging.ERROR or record.exc_info is not None or "Traceback" in text:
+            self.problems.append(text)
+
+
+@pytest.fixture
+def turn_log() -> Iterator[_Capture]:
+    logger = logging.getLogger("meshcall.turn")
+    capture = _Capture()
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(capture)
+    try:
+        yield capture
+    finally:
+        logger.removeHandler(capture)
+        logger.setLevel(level)
+
+
+def garbage() -> st.SearchStrategy[bytes]:
+    """Random bytes, runs of NUL, and NUL-laced STUN-looking headers."""
+    return st.one_of(
+        st.binary(max_size=120),
+        st.integers(1, 200).map(lambda n: b"\x00" * n),
+        st.binary(min_size=1, max_size=60).map(lambda b: b"\x00\x01\x00" + b + b"\x00" * 8),
+        st.binary(max_size=40).map(lambda b: b"\x00\x03\x00\x10\x21\x12\xa4\x42" + b"\x00" * 12 + b),
+    )
+
+
 def still_answers(port: int) -> None:
     with TestClient("127.0.0.1", port, timeout=2.0) as probe:
         response = probe.request(Method.BINDING)
         assert response.cls == Class.SUCCESS
 
 
-def test_fuzz_udp_and_tcp(turn_factory: ServerFactory) -> None:
-    server = turn_factory.start(max_allocations_per_user=1000, max_allocations=1000)
+def test_fuzz_udp_and_tcp(turn_factory: ServerFactory, turn_log: _Capture) -> None:
+    server = turn_factory.start(max_allocations_per_user=1000, max_allocations=1000, max_allocations_per_ip=1000)
     username, password = rest_credentials(SECRET, "fuzz", 600)
     # A client that holds an allocation, so mutated in-allocation packets reach deep paths.
     owner = TestClient("127.0.0.1", server.port, timeout=2.0)
@@ -96,7 +145,7 @@ def test_fuzz_udp_and_tcp(turn_factory: ServerFactory) -> None:
     seed_list = seeds(os.urandom(12), key, username, owner.nonce)
     packets = st.lists(
         st.one_of(
-            st.binary(max_size=120),
+            garbage(),
             mutation(seed_list),
             signed_soup(key, username, owner.nonce),
         ),
@@ -128,3 +177,5 @@ def test_fuzz_udp_and_tcp(turn_factory: ServerFactory) -> None:
         run()
     finally:
         owner.close()
+    assert turn_log.seen > 0, "the capture saw nothing: is it on the right logger?"
+    assert not turn_log.problems, "the TURN server logged errors or tracebacks:\n" + "\n".join(turn_log.problems[:5])

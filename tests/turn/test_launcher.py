@@ -10,6 +10,9 @@ import socket
 import sys
 from pathlib import Path
 
+from meshcall import settings
+from meshcall.turn.__main__ import parse_args
+from meshcall.turn.config import TurnConfig
 from meshcall.turn.selfcheck import self_check
 
 from .conftest import Processes, require_coturn
@@ -57,7 +60,28 @@ def test_benchmark_harness_runs_small() -> None:
     finally:
         sys.path.remove(str(ROOT))
     result = turn_bench.run(duration=0.5, streams=2, rate_bps=200_000)
-    for name in ("meshcall", "coturn"):
-        assert result[name]["packets_sent"] > 0
-        assert result[name]["packets_relayed"] > 0
-    assert "meshcall_vs_coturn_efficiency" in result
+    # Both servers, both shapes (one allocation per packet, and relay to relay).
+    for name in ("meshcall_sink", "coturn_sink", "meshcall_room", "coturn_room"):
+        assert result[name]["packets_sent"] > 0, name
+        assert result[name]["packets_relayed"] > 0, name
+    assert result["meshcall_packets_per_cpu_second"] == result["meshcall_sink"]["packets_per_cpu_second"]
+    for figure in ("meshcall_vs_coturn_efficiency", "meshcall_cpu_share_of_one_core", "room_meshcall_cpu_share_of_one_core"):
+        assert figure in result, figure
+    assert result["targets"] == {"efficiency": 0.5, "cpu_share_of_one_core": 0.1}
+
+
+def test_launcher_and_appliance_share_one_default_per_setting() -> None:
+    args = parse_args(["--listen", "127.0.0.1", "--secret", "s"])
+    config = TurnConfig(listen=["127.0.0.1"])
+    pairs = [
+        ("port", "port", "turn_port"),
+        ("min_port", "relay_min_port", "relay_min_port"),
+        ("max_port", "relay_max_port", "relay_max_port"),
+        ("allow_loopback_peers", "allow_loopback_peers", "turn_allow_loopback"),
+        ("max_allocations", "max_allocations", "turn_max_allocations"),
+        ("max_allocations_per_user", "max_allocations_per_user", "turn_max_allocations_per_user"),
+    ]
+    for flag, field_name, setting in pairs:
+        expected = settings.BY_NAME[setting].default
+        assert getattr(args, flag) == getattr(config, field_name) == expected, setting
+    assert args.bandwidth == config.bandwidth_per_allocation and args.realm == config.realm

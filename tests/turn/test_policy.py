@@ -12,7 +12,9 @@ from meshcall.turn import codec
 from meshcall.turn.codec import Attr, Class, Message, Method
 from meshcall.turn.credentials import rest_credentials, rest_password
 
-from .conftest import SECRET, LiveServer, ServerFactory
+from meshcall.turn.limits import TCP_IDLE_WITHOUT_ALLOCATION
+
+from .conftest import SECRET, FakeClock, LiveServer, ServerFactory
 from .stunclient import TestClient, error_code, relayed_address, with_peer
 
 UDP = (Attr.REQUESTED_TRANSPORT, b"\x11\x00\x00\x00")
@@ -81,9 +83,12 @@ def test_missing_realm_or_nonce_with_integrity_gets_400(turn_server: LiveServer)
 
 
 def test_stale_nonce_gets_438_then_succeeds_with_the_new_one(turn_factory: ServerFactory) -> None:
-    server = turn_factory.start(nonce_lifetime=1)
+    clock = FakeClock(1000.0)
+    server = turn_factory.start(nonce_lifetime=60, clock=clock)
     with logged_in(server) as client:
-        time.sleep(2.2)
+        clock.advance(59)
+        assert client.request(Method.BINDING).cls == Class.SUCCESS
+        clock.advance(2)
         response = client.allocate()
         assert error_code(response) == 438
         nonce = response.get(Attr.NONCE)
@@ -300,36 +305,41 @@ def test_even_port_reservation_and_token(turn_server: LiveServer) -> None:
 
 
 def test_allocation_expires_after_its_lifetime(turn_factory: ServerFactory) -> None:
-    server = turn_factory.start(max_lifetime=1)
+    clock = FakeClock(1000.0)
+    server = turn_factory.start(max_lifetime=60, clock=clock)
     client, _ = allocated(server)
     with client:
-        deadline = time.monotonic() + 5
-        while server.stats()["allocations"] and time.monotonic() < deadline:
-            time.sleep(0.1)
+        clock.advance(59)
+        server.sweep()
+        assert server.stats()["allocations"] == 1
+        clock.advance(2)
+        server.sweep()
         assert server.stats()["allocations"] == 0
         assert error_code(client.request(Method.REFRESH)) == 437
 
 
-def test_tcp_connection_without_allocation_is_closed(turn_server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    from meshcall.turn import server as server_module
-
-    monkeypatch.setattr(server_module, "TCP_IDLE_WITHOUT_ALLOCATION", 0.5)
-    with TestClient("127.0.0.1", turn_server.port, tcp=True, timeout=5) as idle:
-        kept, _ = allocated(turn_server, tcp=True)
+def test_tcp_connection_without_allocation_is_closed(turn_factory: ServerFactory) -> None:
+    clock = FakeClock(1000.0)
+    server = turn_factory.start(clock=clock)
+    with TestClient("127.0.0.1", server.port, tcp=True, timeout=5) as idle:
+        assert idle.request(Method.BINDING).cls == Class.SUCCESS
+        kept, _ = allocated(server, tcp=True)
         with kept:
-            assert idle.sock.recv(10) == b""  # closed by the server within a sweep or two
+            clock.advance(TCP_IDLE_WITHOUT_ALLOCATION + 1)
+            server.sweep()
+            assert idle.sock.recv(10) == b""  # closed by the server
             assert kept.request(Method.BINDING).cls == Class.SUCCESS
 
 
-def test_an_ongoing_allocation_outlives_its_username_but_a_new_one_cannot_start(turn_server: LiveServer) -> None:
-    username, password = rest_credentials(SECRET, "kiosk", 2)
+def test_an_ongoing_allocation_outlives_its_username_but_a_new_one_cannot_start(turn_factory: ServerFactory) -> None:
+    wall = FakeClock(time.time())
+    turn_server = turn_factory.start(wall_clock=wall)
+    username, password = rest_credentials(SECRET, "kiosk", 2, now=wall.now)
     with TestClient(turn_server.host, turn_server.port) as client:
         client.login(username, password)
         assert client.allocate().cls == Class.SUCCESS
-        deadline = time.monotonic() + 6
-        while int(username.split(":")[0]) >= time.time() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert int(username.split(":")[0]) < time.time(), "the username should have expired by now"
+        wall.advance(3)
+        assert int(username.split(":")[0]) < wall.now, "the username should have expired by now"
         # The session it started goes on: refresh, permissions, channels.
         assert client.request(Method.REFRESH, [(Attr.LIFETIME, codec.pack_u32(600))]).cls == Class.SUCCESS
         peer = codec.pack_xor_address("198.18.0.9", 40000, b"\x00" * 12)
