@@ -31,7 +31,7 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from common import client_tls, free_port  # noqa: E402
+from common import free_port, insecure_context  # noqa: E402
 from helpers.executable import ensure_executable  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ def _start_and_time(command: Sequence[str], data_dir: Path, tmpdir: Path, timeou
     args = [*command, "--host", "127.0.0.1", "--port", str(port), "--http-port", "0", "--no-turn",
             "--data-dir", str(data_dir), "--log-level", "warning"]
     env = {**os.environ, "TMPDIR": str(tmpdir)}
-    ctx = client_tls()
+    ctx = insecure_context()
     url = f"https://127.0.0.1:{port}/healthz"
     with tempfile.TemporaryFile() as out:
         t0 = time.perf_counter()

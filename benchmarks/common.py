@@ -1,35 +1,26 @@
-"""Shared bench helpers: process CPU/RSS from /proc, servers as subprocesses, the machine.
+"""What the benchmarks share: process CPU/RSS from /proc, the machine, and the servers measured.
 
-Every server here listens on 127.0.0.1 only and is stopped by the PID it was started with."""
+Servers run through the tests' harness (tests/helpers/procs.py): every one listens on
+127.0.0.1 only and is stopped by the PID it was started with."""
 
 from __future__ import annotations
 
 import os
 import platform
-import resource
-import signal
-import socket
-import ssl
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 from pathlib import Path
-from typing import Sequence
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "tests") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests"))
+
+# One harness for tests and benchmarks: servers as subprocesses, free ports, client TLS.
+from helpers.procs import Meshcall, Process, free_port, free_ports, insecure_context, raise_nofile  # noqa: E402,F401
+
 PYTHON = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def raise_nofile(want: int = 16384) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = min(max(soft, want), hard)
-    if target != soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return target
 
 
 def cpu_seconds(pid: int) -> float:
@@ -39,6 +30,50 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (a gunicorn arbiter and its worker), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo and len(out) < 1000:  # bounded: a server has a handful of processes
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def _sum_over_tree(pid: int, one: Callable[[int], float]) -> float:
+    total = 0.0
+    for p in process_tree(pid):
+        try:
+            total += one(p)
+        except (OSError, ValueError):
+            pass  # a process that ended between the listing and the read
+    return total
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a server and its children: a gunicorn worker does the work, not the arbiter.
+    (A worker that was killed and replaced takes its CPU with it: the bench reports restarts.)"""
+    return _sum_over_tree(pid, cpu_seconds)
+
+
+def tree_rss_bytes(pid: int) -> int:
+    return int(_sum_over_tree(pid, rss_bytes))
+
+
+def tree_thread_count(pid: int) -> int:
+    return int(_sum_over_tree(pid, thread_count))
+
+
 def rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * PAGE
@@ -46,20 +81,6 @@ def rss_bytes(pid: int) -> int:
 
 def thread_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def client_tls() -> ssl.SSLContext:
-    """Clients skip verification (self-signed chain on 127.0.0.1)."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def machine() -> dict[str, object]:
@@ -75,67 +96,29 @@ def machine() -> dict[str, object]:
             "python": platform.python_version(), "os": platform.platform(terse=True)}
 
 
-class Server:
-    """A server subprocess on 127.0.0.1 that answers `probe` once ready."""
-
-    def __init__(self, name: str, argv: Sequence[str], port: int, tls: bool, probe: str,
-                 env: dict[str, str] | None = None) -> None:
-        self.name, self.argv, self.port, self.tls, self.probe = name, list(argv), port, tls, probe
-        self.env = {**os.environ, **(env or {})}
-        self.log = tempfile.TemporaryFile()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self, timeout: float = 30) -> "Server":
-        self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT, env=self.env,
-                                     cwd=ROOT, preexec_fn=lambda: raise_nofile(20000))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.output()[-3000:]}")
-            try:
-                with urllib.request.urlopen(self.url + self.probe, context=client_tls() if self.tls else None,
-                                            timeout=2):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{self.name} did not answer within {timeout}s:\n{self.output()[-3000:]}")
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(8)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    def __enter__(self) -> "Server":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        self.log.close()
+# Servers get longer to start than in the tests: gunicorn importing gevent on a machine
+# shared with browser tests can take well over the harness's 20 s.
+START_TIMEOUT = 90.0
 
 
-def meshcall_server(data_dir: Path, proxy: bool = False) -> Server:
-    port = free_port()
-    argv = [PYTHON, "-m", "meshcall", "--host", "127.0.0.1", "--port", str(port), "--http-port", "0",
-            "--no-turn", "--data-dir", str(data_dir), *(["--proxy"] if proxy else [])]
-    return Server("meshcall", argv, port, not proxy, "/healthz")
+class _BenchMeshcall(Meshcall):
+    def start(self, timeout: float = START_TIMEOUT) -> "Meshcall":
+        return super().start(timeout)
+
+
+class _Reference(Process):
+    def start(self, timeout: float = START_TIMEOUT) -> "Process":
+        return super().start(timeout)
+
+
+def meshcall_server(data_dir: Path, proxy: bool = False, turn: bool = False, args: tuple[str, ...] = ()) -> Meshcall:
+    """The real appliance for a benchmark: its log is the bench's to read, not checked."""
+    return _BenchMeshcall([*(["--proxy"] if proxy else []), *args], data_dir=data_dir, turn=turn, expect_errors=True)
+
+
+def reference_server(name: str, argv: list[str], port: int) -> Process:
+    """A reference stack (seed, floor) over TLS on 127.0.0.1, ready once /healthz answers."""
+    return _Reference(name, argv, f"https://127.0.0.1:{port}", "/healthz", expect_errors=True, open_files=20000)
 
 
 def test_certificate(data_dir: Path) -> tuple[Path, Path]:
