@@ -2,6 +2,7 @@
 // display). early-media.js opens it as soon as it runs, so that the TLS and WebSocket
 // handshakes overlap the loading of the rest of the page; room.js takes it over when it
 // joins, and closes it when the page turns out not to join at once after all.
+import { cleanName } from './names.js';
 
 export const SIGNALING_URL = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 
@@ -10,10 +11,11 @@ let opened = null;
 /** room.js has asked: from then on it opens its own sockets. */
 let taken = false;
 
-/** Open the socket now if this page joins without asking for a name. (Too late once room.js
- * has run: the two scripts load side by side, and this one usually, not always, runs first.) */
+/** Open the socket now if this page joins without asking for a name: a room display, or a
+ * `name=` that room.js will accept (the same cleanName). room.js imports early-media.js, so
+ * this runs before room.js asks; after it has asked, it opens nothing. */
 export function openEarly(/** @type {URLSearchParams} */ params) {
-  if (opened || taken || !(params.get('display') === '1' || (params.get('name') || '').trim())) return;
+  if (opened || taken || !(params.get('display') === '1' || cleanName(params.get('name') || ''))) return;
   opened = new WebSocket(SIGNALING_URL);
 }
 

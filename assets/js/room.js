@@ -1,6 +1,9 @@
 // The meeting page: pre-join screen, the grid, the controls, the invite dialog and
 // start-up. The call itself (peers, connections, repair) lives in the DOM-free call.js;
 // this module draws what it reports.
+// Evaluated before this module's body (a dependency), wherever it is first loaded from: the
+// early socket and camera are then always asked for before main() looks for them.
+import './early-media.js';
 import { Call } from './call.js';
 import { setupChat } from './chat-panel.js';
 import { setupDetails } from './details.js';

@@ -36,7 +36,7 @@ test('a link with a name or a room display opens the socket once, and hands it o
 
 test('a page that asks for a name opens nothing early', async () => {
   const early = await load();
-  for (const query of ['', 'name=', 'name=%20%20', 'display=0']) early.openEarly(new URLSearchParams(query));
+  for (const query of ['', 'name=', 'name=%20%20', 'name=%01%02', 'display=0']) early.openEarly(new URLSearchParams(query));
   assert.equal(FakeSocket.made.length, 0);
   assert.equal(early.takeEarly(), null);
 });
