@@ -101,6 +101,25 @@ def rising(page: Any, peer_id: str, key: str, gap: float = 1.0) -> bool:
     return stats(page)[peer_id][key] > before
 
 
+# Each tile with what it shows and its connection's state, read in one task so they can be
+# compared: a tile mirrors its connection.
+TILES_JS = """() => {
+  const pcs = window.meshcall.peers();
+  return [...document.querySelectorAll('.tile')].map((t) => [t.dataset.peerId, t.dataset.state,
+    pcs.has(t.dataset.peerId) ? pcs.get(t.dataset.peerId).connectionState : null]);
+}"""
+
+
+def tiles_agree(page: Any, me: str, count: int = 6) -> bool:
+    """Every remote tile says connected exactly when its connection is; True once all `count`
+    (ours included) are connected."""
+    tiles = page.evaluate(TILES_JS)
+    for peer_id, shown, connection in tiles:
+        if peer_id != me:
+            assert (shown == "connected") == (connection == "connected"), (me, tiles)
+    return len(tiles) == count and all(shown == "connected" for _, shown, _ in tiles)
+
+
 def pair(server: Any, open_page: Callable[..., Any], room: str, first: str = "Ada",
          second: str = "Grace") -> tuple[Any, Any, str, str]:
     """Two people in one room, with video decoded both ways: (page a, page b, id a, id b)."""

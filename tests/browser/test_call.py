@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from browser.meet import (decoding_from, frames_rising, joined_id, pair, rising, room_url, stalled, state, stats,
-                          wait_for)
+                          tiles_agree, wait_for)
 
 pytestmark = [pytest.mark.browser, pytest.mark.netns]
 
@@ -114,8 +114,7 @@ def test_six_people_form_a_full_mesh_and_a_seventh_is_turned_away(server, browse
             assert page.locator(".tile").count() == 6
             # Tiles follow their connections, which on a starved page can all be
             # `disconnected` for a moment (consent checks answered late): they come back.
-            wait_for(lambda: page.locator('.tile[data-state="connected"]').count() == 6, 20, 0.5,
-                     what=f"{me}: six tiles connected")
+            wait_for(lambda: tiles_agree(page, me), 20, 0.5, what=f"{me}: six tiles connected")
 
         seventh = open_page(room_url(server.url, "six", "Late"), context=context)
         wait_for(lambda: state(seventh)["phase"] == "full", 20, what="room-full")

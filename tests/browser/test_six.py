@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from browser.load import busy_core, throttled_page
-from browser.meet import decoding_from, joined_id, room_url, state, stats, wait_for
+from browser.meet import decoding_from, joined_id, room_url, state, stats, tiles_agree, wait_for
 from helpers.netns import private_lan
 from helpers.procs import Meshcall
 
@@ -38,23 +38,6 @@ def connection_states(page: Any) -> list[str]:
 
 
 # Each tile's state next to its connection's, read in the same task.
-TILES_JS = """() => {
-  const pcs = window.meshcall.peers();
-  return [...document.querySelectorAll('.tile')].map((t) => [t.dataset.peerId, t.dataset.state,
-    pcs.has(t.dataset.peerId) ? pcs.get(t.dataset.peerId).connectionState : null]);
-}"""
-
-
-def tiles_agree(page: Any, me: str) -> bool:
-    """Every remote tile says connected exactly when its connection is; True once all six
-    (ours included) are connected."""
-    tiles = page.evaluate(TILES_JS)
-    for peer_id, shown, connection in tiles:
-        if peer_id != me:
-            assert (shown == "connected") == (connection == "connected"), (me, tiles)
-    return len(tiles) == 6 and all(shown == "connected" for _, shown, _ in tiles)
-
-
 def explain(pages: list[Any], ids: list[str], server: Meshcall, since: dict[str, dict[str, int]] | None = None) -> None:
     """What each page was doing, for the log of a failed run: its state, each connection,
     and for each stream that is not decoding (or, with `since`, not rising) the receiver's
