@@ -123,6 +123,8 @@ export class Peer extends EventTarget {
     this.keptCandidates = [];
     this.iceRestarts = 0;
     this.offerResends = 0;
+    /** the first offer/answer exchange has completed (the connect wait starts again then) */
+    this.negotiated = false;
     this.patience = 0;
     /** an ICE restart did not help and a rebuild was asked for */
     this.gaveUp = false;
@@ -208,7 +210,10 @@ export class Peer extends EventTarget {
    * connection. */
   _iceUnderWay() {
     const pc = this.pc;
-    const checking = pc.iceConnectionState === 'checking' && pc.signalingState === 'stable';
+    const ice = pc.iceConnectionState;
+    // ICE checks running, or done and the DTLS handshake (connection `connecting`) under way.
+    const checking = pc.signalingState === 'stable' && (ice === 'checking'
+      || ((ice === 'connected' || ice === 'completed') && pc.connectionState === 'connecting'));
     const offering = pc.signalingState === 'have-local-offer' && this.offerResends < OFFER_RESENDS;
     if (!(checking || offering) || this.patience >= ICE_PATIENCE) return false;
     this.patience += 1;
@@ -390,6 +395,15 @@ export class Peer extends EventTarget {
       this.env.clearTimeout(this.negotiationTimer);
       this.negotiationTimer = undefined;
       this.offerResends = 0;
+      if (s === 'stable' && !this.negotiated) {
+        // The first exchange is done: ICE and DTLS start only now, and get the whole
+        // connect wait. (A starved page can take longer to answer than to connect.)
+        this.negotiated = true;
+        if (this.connectTimer !== undefined) {
+          this.env.clearTimeout(this.connectTimer);
+          this._armConnectTimer();
+        }
+      }
     } else if (this.negotiationTimer === undefined && !this.gaveUp) {
       this._armNegotiationTimer();
     }
