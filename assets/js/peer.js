@@ -204,18 +204,20 @@ export class Peer extends EventTarget {
     }, CONNECT_TIMEOUT * this.slowness);
   }
 
-  /** The repair under way is still making progress with a slow peer: ICE checks are
-   * running on a negotiated connection, or our offer is still being sent again (see
-   * OFFER_RESENDS). Worth waiting a little longer, at most ICE_PATIENCE times per
-   * connection. */
+  /** The repair under way is still making progress with a slow peer: ICE checks or the
+   * DTLS handshake are running on a negotiated connection, our offer is still being sent
+   * again (see OFFER_RESENDS), we are making our answer, or we are still waiting for the
+   * first offer (a starved peer makes it late; an ICE restart of ours would only collide
+   * with it). Worth waiting a little longer, at most ICE_PATIENCE times per connection. */
   _iceUnderWay() {
     const pc = this.pc;
     const ice = pc.iceConnectionState;
-    // ICE checks running, or done and the DTLS handshake (connection `connecting`) under way.
     const checking = pc.signalingState === 'stable' && (ice === 'checking'
       || ((ice === 'connected' || ice === 'completed') && pc.connectionState === 'connecting'));
     const offering = pc.signalingState === 'have-local-offer' && this.offerResends < OFFER_RESENDS;
-    if (!(checking || offering) || this.patience >= ICE_PATIENCE) return false;
+    const answering = pc.signalingState === 'have-remote-offer';
+    const awaiting = pc.signalingState === 'stable' && !this.negotiated && !this.initiator;
+    if (!(checking || offering || answering || awaiting) || this.patience >= ICE_PATIENCE) return false;
     this.patience += 1;
     return true;
   }

@@ -83,7 +83,10 @@ def test_six_people_two_of_them_slow_on_a_busy_machine_converge_and_hold(server,
                     others = set(ids) - {me}
                     wait_for(lambda: decoding_from(page, others), 120, 1.0, what=f"{me} decoding all five others")
             except AssertionError:
-                explain(pages, ids, server)
+                # The page that did not get there first: the others' logs take a while to read.
+                late = ids.index(me)
+                order = [late] + [i for i in range(len(pages)) if i != late]
+                explain([pages[i] for i in order], [ids[i] for i in order], server)
                 raise
             print(f"\nslow six: converged {time.monotonic() - t0:.1f}s after the last welcome")
 

@@ -211,3 +211,20 @@ test('a DTLS handshake under way (ICE connected, connection connecting) earns th
   await t.clock.advance(1);
   assert.equal(t.peer.iceRestarts, 1, 'patience is bounded');
 });
+
+test('a connection still waiting for its first offer, or making its answer, waits a little longer before repairing', async () => {
+  const t = makePeer({ initiator: false, conn: null });
+  await t.clock.advance(CONNECT_TIMEOUT * (ICE_PATIENCE + 1) - 1);
+  assert.equal(t.peer.iceRestarts, 0, 'no offer of ours to collide with a late one');
+  await t.clock.advance(1);
+  assert.equal(t.peer.iceRestarts, 1, 'patience is bounded');
+
+  const u = makePeer({ initiator: false, conn: null });
+  let rebuilds = 0;
+  u.peer.addEventListener('rebuild', () => { rebuilds += 1; });
+  await u.clock.advance(CONNECT_TIMEOUT * (ICE_PATIENCE + 1)); // restarted: rebuild timer running
+  u.peer.patience = 0; // a fresh allowance, as a rebuilt connection has
+  u.pc.signalingState = 'have-remote-offer'; // the peer's offer came; our answer is under way
+  await u.clock.advance(REBUILD_AFTER_RESTART);
+  assert.equal(rebuilds, 0, 'not given up in the middle of answering');
+});
