@@ -210,11 +210,18 @@ def _udp_buffer_drops() -> int | None:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
-        udp.bind((HOST, 0))
-        port = int(udp.getsockname()[1])
-        tcp.bind((HOST, port))
-        return port
+    """A port number free for both UDP and TCP (the kernel picks a free UDP one; the same
+    number may be taken for TCP, so it tries again, a bounded number of times)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+            udp.bind((HOST, 0))
+            port = int(udp.getsockname()[1])
+            try:
+                tcp.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no port free for both UDP and TCP")
 
 
 def _stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:

@@ -83,7 +83,7 @@ def logs(page: Any, me: str, ids: list[str], server: Meshcall) -> None:
     print("the server's log, the end:", *server.output().splitlines()[-60:], sep="\n")
 
 
-# Not met on these machines today: in 7 runs the room converged and held in 3, and in each of
+# Not met on these machines today: in 8 runs the room converged and held in 3, and in each of
 # those every connection of the starved pages failed about 3 minutes in (the work of 30 streams
 # is more than the one free core can do, and the encoders report no `cpu` limitation for the
 # send policy to act on). Reported as an expected failure, never as a pass, until it holds.
