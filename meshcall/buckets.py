@@ -64,6 +64,3 @@ class Buckets:
         if len(self._buckets) > self.kept:
             self._buckets = {k: b for k, b in self._buckets.items() if b.full_at() > now}
         return ok
-
-    def __len__(self) -> int:
-        return len(self._buckets)

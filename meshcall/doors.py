@@ -112,10 +112,6 @@ class Doors:
         for key in list(self._open):
             self.count(key)
 
-    @property
-    def open_connections(self) -> int:
-        return sum(self.count(k) for k in list(self._open))
-
 
 class GuardedHTTPServer(httpserver.HTTPServer):
     """An `HTTPServer` with a TLS handshake deadline, a per-address cap and an accept

@@ -190,10 +190,6 @@ class Mdns:
         self.alias = alias
         self._announcer: Announcer | None = None
 
-    @property
-    def names(self) -> list[str]:
-        return list(self._announcer.announced.names) if self._announcer else []
-
     async def start(self, port: int, addresses: list[IPAddress]) -> list[str]:
         if not addresses:
             log.info("mDNS: no LAN address to announce %s%s on", self.alias, LOCAL)

@@ -28,8 +28,6 @@ TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # A MediaStream id as browsers make them (a UUID, sometimes in braces).
 STREAM_RE = re.compile(r"[A-Za-z0-9_{}-]{1,64}")
 MAX_CHAT = 2000
-# A UTF-8 character is at most 4 bytes: text this short cannot be over a byte limit.
-_UTF8_MAX = 4
 
 CLIENT_TYPES = ("join", "signal", "media", "rename", "ping", "leave", "hand", "chat", "lock", "passcode")
 # The fields of each client message and their defaults, as docs/protocol.md lists them
@@ -66,7 +64,7 @@ def utf8_size(text: str, limit: int) -> int:
     as over any limit, so callers refuse it as they refuse an oversized string."""
     if len(text) > limit:
         return limit + 1
-    if len(text) * _UTF8_MAX <= limit and text.isascii():
+    if text.isascii():  # one byte a character: no need to encode it to know
         return len(text)
     try:
         return len(text.encode("utf-8"))
@@ -301,10 +299,6 @@ def parse(frame: str | bytes) -> dict[str, Any]:
 
 # One encoder for every frame: json.dumps with options builds a new encoder per call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
-def encode(msg: dict[str, Any]) -> str:
-    return _ENCODER.encode(msg)
 
 
 def wire(msg: dict[str, Any]) -> bytes:

@@ -113,9 +113,7 @@ class Appliance:
         """Someone left for good: their relays go at once, not when they expire, so the
         TURN quota follows the person."""
         if self.turn is not None:
-            released = self.turn.forget_user(peer_id)
-            if released:
-                log.info("TURN: released %d relays of %s, who left", released, peer_id)
+            self.turn.forget_user(peer_id)  # logs what it released
 
     def _ice_for(self, peer_id: str, host: str) -> dict[str, Any]:
         policy = "relay" if self.config.relay_only else "all"

@@ -121,7 +121,7 @@ SETTINGS: tuple[Setting, ...] = (
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
 
-def _default(name: str) -> Any:
+def default(name: str) -> Any:
     return BY_NAME[name].default
 
 
@@ -129,36 +129,36 @@ def _default(name: str) -> Any:
 class Config:
     """The settings as typed attributes; every default comes from SETTINGS above."""
 
-    host: str = _default("host")
-    port: int = _default("port")
-    http_port: int = _default("http_port")
-    data_dir: Path | None = _default("data_dir")
-    cert: Path | None = _default("cert")
-    key: Path | None = _default("key")
-    max_peers: int = _default("max_peers")
-    turn_port: int = _default("turn_port")
-    no_turn: bool = _default("no_turn")
-    turn_secret: str | None = _default("turn_secret")
-    relay_only: bool = _default("relay_only")
-    relay_min_port: int = _default("relay_min_port")
-    relay_max_port: int = _default("relay_max_port")
-    turn_credential_ttl: int = _default("turn_credential_ttl")
-    turn_max_allocations_per_user: int = _default("turn_max_allocations_per_user")
-    turn_max_allocations: int = _default("turn_max_allocations")
-    turn_max_allocations_per_ip: int = _default("turn_max_allocations_per_ip")
-    turn_allow_loopback: bool = _default("turn_allow_loopback")
-    resume_grace: float = _default("resume_grace")
-    proxy: bool = _default("proxy")
-    tls_handshake_timeout: float = _default("tls_handshake_timeout")
-    header_timeout: float = _default("header_timeout")
-    body_timeout: float = _default("body_timeout")
-    max_connections_per_address: int = _default("max_connections_per_address")
-    mdns_name: str = _default("mdns_name")
-    no_mdns: bool = _default("no_mdns")
-    wifi_ssid: str | None = _default("wifi_ssid")
-    wifi_password: str | None = _default("wifi_password")
-    access_code: str | None = _default("access_code")
-    log_level: str = _default("log_level")
+    host: str = default("host")
+    port: int = default("port")
+    http_port: int = default("http_port")
+    data_dir: Path | None = default("data_dir")
+    cert: Path | None = default("cert")
+    key: Path | None = default("key")
+    max_peers: int = default("max_peers")
+    turn_port: int = default("turn_port")
+    no_turn: bool = default("no_turn")
+    turn_secret: str | None = default("turn_secret")
+    relay_only: bool = default("relay_only")
+    relay_min_port: int = default("relay_min_port")
+    relay_max_port: int = default("relay_max_port")
+    turn_credential_ttl: int = default("turn_credential_ttl")
+    turn_max_allocations_per_user: int = default("turn_max_allocations_per_user")
+    turn_max_allocations: int = default("turn_max_allocations")
+    turn_max_allocations_per_ip: int = default("turn_max_allocations_per_ip")
+    turn_allow_loopback: bool = default("turn_allow_loopback")
+    resume_grace: float = default("resume_grace")
+    proxy: bool = default("proxy")
+    tls_handshake_timeout: float = default("tls_handshake_timeout")
+    header_timeout: float = default("header_timeout")
+    body_timeout: float = default("body_timeout")
+    max_connections_per_address: int = default("max_connections_per_address")
+    mdns_name: str = default("mdns_name")
+    no_mdns: bool = default("no_mdns")
+    wifi_ssid: str | None = default("wifi_ssid")
+    wifi_password: str | None = default("wifi_password")
+    access_code: str | None = default("access_code")
+    log_level: str = default("log_level")
 
 
 class ConfigError(ValueError):

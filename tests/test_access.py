@@ -208,7 +208,8 @@ def test_the_real_appliance_with_an_access_code_refuses_then_admits(tmp_path: An
         assert status == 204
         cookie = headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
         assert asyncio.run(websocket_status(mc.port, cookie)) == 101
-        assert "access code: required" in mc.output() and CODE not in mc.output()
+        mc.wait_for("access code: required")
+        assert CODE not in mc.output()
     with Meshcall(data_dir=data, env={"MESHCALL_ACCESS_CODE": CODE}) as mc:
         assert fetch(mc.url + "/r/room", cookie=cookie)[0] == 200
         assert fetch(mc.url + "/r/room")[0] == 403

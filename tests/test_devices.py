@@ -67,7 +67,9 @@ def test_check_ice_hands_out_the_welcome_servers(mc: Meshcall) -> None:
     stun, turn = ice["iceServers"]
     assert stun == {"urls": [f"stun:127.0.0.1:{mc.turn_port}"]}
     assert turn["urls"][0] == f"turn:127.0.0.1:{mc.turn_port}?transport=udp"
-    assert turn["username"].endswith(":check-" + turn["username"].split(":check-")[1])
+    # "<expiry>:check-<8 hex>": a throwaway TURN user of its own, never a caller's id.
+    assert re.fullmatch(r"\d+:check-[0-9a-f]{8}", turn["username"]), turn["username"]
+    assert turn["credential"]
     assert ice["iceTransportPolicy"] == "all"
 
 

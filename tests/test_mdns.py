@@ -19,7 +19,9 @@ from helpers.procs import Meshcall
 from meshcall import netinfo
 from meshcall.mdns import Mdns, candidates
 
-READY = "meshcall 0.1.0: ready"
+# The last line of the start-up announcement, after every join line (waiting for "ready"
+# alone could read the log before them).
+READY = "data dir:"
 
 
 def dig(server: str, name: str, kind: str = "A") -> list[str]:

@@ -15,7 +15,9 @@ from helpers.netns import private_lan
 from helpers.procs import Meshcall, get_json, insecure_context
 from meshcall import certs, reach
 
-READY = "meshcall 0.1.0: ready"
+# The last line of the start-up announcement, after every join line (waiting for "ready"
+# alone could read the log before them).
+READY = "data dir:"
 V6 = "fd00:18::1"
 PUBLIC = "203.0.113.7"  # TEST-NET-3: outside the local CA's name constraints, like a public address
 

@@ -305,7 +305,7 @@ export class Call extends EventTarget {
       return;
     }
     this.rebuilds += 1;
-    this._connect(id, { initiator: !peer.polite, rebuilt: true });
+    this._connect(id, { initiator: true, rebuilt: true }); // the impolite side offers afresh
     this._countersChanged();
   }
 

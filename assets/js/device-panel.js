@@ -3,6 +3,7 @@
 // connection without renegotiation (Call.replaceTrack); the choice is remembered on this
 // device; a device that disappears falls back to another, and the user is told.
 import { KINDS, loadChoices, pickDevice, saveChoice } from './devices.js';
+import { AUDIO } from './media.js';
 
 /** @typedef {import('./devices.js').DeviceKind} DeviceKind */
 
@@ -12,7 +13,6 @@ const LABELS = /** @type {Record<DeviceKind, string>} */ ({
   videoinput: 'Camera', audioinput: 'Microphone', audiooutput: 'Speaker',
 });
 const TRACK_KIND = /** @type {Record<string, 'audio'|'video'>} */ ({ videoinput: 'video', audioinput: 'audio' });
-const AUDIO = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
 
 function storage() {
   try {

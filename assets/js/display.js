@@ -4,6 +4,8 @@
 // follows presenting by itself (present.js), shows an idle screen with the room's QR
 // code while alone, keeps the screen awake, and never gives up.
 
+import { AUDIO } from './media.js';
+
 /** @typedef {import('./media.js').LocalMedia} LocalMedia */
 /** @typedef {import('./call.js').Call} Call */
 /** @typedef {import('./grid.js').Grid} Grid */
@@ -32,7 +34,7 @@ export async function displayMedia(o) {
   if ((!o.camera && !o.mic) || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) return none;
   try {
     const stream = await navigator.mediaDevices.getUserMedia({
-      audio: o.mic ? { echoCancellation: true, noiseSuppression: true, autoGainControl: true } : false,
+      audio: o.mic ? AUDIO : false,
       video: o.camera ? { width: { ideal: 1280 }, height: { ideal: 720 } } : false,
     });
     return { stream, audio: stream.getAudioTracks()[0] || null, video: stream.getVideoTracks()[0] || null, note: null };

@@ -22,18 +22,20 @@ export function getLocalMedia() {
   return pending;
 }
 
+/** What every microphone is opened with (the camera, a device choice, a room display). */
+export const AUDIO = Object.freeze({ echoCancellation: true, noiseSuppression: true, autoGainControl: true });
+
 /** @param {boolean} lowres @returns {Promise<LocalMedia>} */
 async function openLocalMedia(lowres) {
   const video = lowres
     ? { width: { ideal: 320 }, height: { ideal: 240 }, frameRate: { ideal: 15, max: 20 } }
     : { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 20, max: 24 } };
-  const audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     return { stream: new MediaStream(), audio: null, video: null, note: noteFor(false, false) };
   }
   /** @type {MediaStream|null} */
   let stream = null;
-  for (const want of [{ audio, video }, { audio, video: false }, { audio: false, video }]) {
+  for (const want of [{ audio: AUDIO, video }, { audio: AUDIO, video: false }, { audio: false, video }]) {
     try {
       stream = await navigator.mediaDevices.getUserMedia(want);
       break;

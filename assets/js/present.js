@@ -80,7 +80,6 @@ export class Presenter {
     this.speakerOn = !options.inRoom;
     /** @type {string|null} the tile id of the active speaker */
     this.speaker = null;
-    this.sampling = false;
     /** @type {WeakSet<Tile>} */
     this.decorated = new WeakSet();
     grid.arrange = () => this.arrange();

@@ -31,6 +31,17 @@ export function linkPasscode() {
   return key ? { passcode: key } : {};
 }
 
+/** Copy an input's text: the clipboard API, or selecting it where that is refused (plain
+ * HTTP, an old browser). */
+export async function copy(/** @type {HTMLInputElement} */ input) {
+  try {
+    await navigator.clipboard.writeText(input.value);
+  } catch {
+    input.select();
+    document.execCommand('copy');
+  }
+}
+
 /**
  * @param {import('./call.js').Call} call
  * @param {import('./grid.js').Grid} grid
@@ -169,15 +180,6 @@ export function setupRoomControls(call, grid, { room, notice, mic }) {
         : 'This room has a passcode: people need it to join with the link.')
       : 'No passcode: anyone on this network with the link can join.';
     $('invite-passcode-clear').hidden = !roomState.passcode;
-  }
-
-  async function copy(/** @type {HTMLInputElement} */ input) {
-    try {
-      await navigator.clipboard.writeText(input.value);
-    } catch {
-      input.select();
-      document.execCommand('copy');
-    }
   }
 
   function setPasscode(/** @type {string|null} */ value) {

@@ -18,7 +18,7 @@ import { getLocalMedia } from './media.js';
 import { cleanName, ROOM_RE, saveName, savedName } from './names.js';
 import { Presenter } from './present.js';
 import { Quality } from './quality.js';
-import { linkPasscode, setupRoomControls } from './room-controls.js';
+import { copy, linkPasscode, setupRoomControls } from './room-controls.js';
 import { SignalingClient } from './signaling.js';
 import { ViewReporter } from './views.js';
 
@@ -260,13 +260,7 @@ function openInvite() {
 }
 
 async function copyInvite() {
-  const input = /** @type {HTMLInputElement} */ ($('invite-link'));
-  try {
-    await navigator.clipboard.writeText(input.value);
-  } catch {
-    input.select();
-    document.execCommand('copy');
-  }
+  await copy(/** @type {HTMLInputElement} */ ($('invite-link')));
   $('invite-copied').hidden = false;
 }
 

@@ -11,12 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..settings import BY_NAME
+from ..settings import default as _setting
 from .limits import BANDWIDTH_PER_ALLOCATION, MAX_LIFETIME, NONCE_LIFETIME, REALM
-
-
-def _setting(name: str) -> Any:
-    return BY_NAME[name].default
 
 
 @dataclass

@@ -35,7 +35,7 @@ def test_a_receiver_that_shows_a_sender_small_gets_smaller_frames_than_one_that_
     # The small page hides Ada's tile: Ada stops encoding for it, and only for it.
     small.evaluate("(id) => { document.querySelector(`.tile[data-peer-id='${id}']`).hidden = true; }", ida)
     wait_for(lambda: stalled(a, ids, "framesEncoded", 1.5), 20, what="no encoding for a hidden tile")
-    assert rising(a, idb, "framesEncoded")
+    wait_for(lambda: rising(a, idb, "framesEncoded"), 10, what="still encoding for the page that shows Ada")
     assert a.evaluate("() => window.meshcall.quality().applied")[ids]["active"] is False
     small.evaluate("(id) => { document.querySelector(`.tile[data-peer-id='${id}']`).hidden = false; }", ida)
     wait_for(lambda: rising(a, ids, "framesEncoded"), 20, what="encoding again once shown")

@@ -18,7 +18,7 @@ def test_relay_only_call_goes_through_the_built_in_turn(open_page):
     with private_lan() as (appliance_ip, _):
         with Meshcall(["--relay-only"], turn=True, host=appliance_ip) as mc:
             # The self-check runs as the server starts; it logs once the relay answered.
-            wait_for(lambda: "TURN: self-check: relay works" in mc.output(), 20, what="the TURN self-check")
+            mc.wait_for("TURN: self-check: relay works", 20)
             a = open_page(room_url(mc.url, "relayed", "Ada"))
             b = open_page(room_url(mc.url, "relayed", "Grace"))
             ida, idb = joined_id(a), joined_id(b)

@@ -220,7 +220,7 @@ def test_six_people_relay_only_converge_with_every_pair_relayed_through_the_appl
     (each page holds five connections over UDP and TCP: the quotas must allow a full room)."""
     with private_lan() as (appliance_ip, _):
         with Meshcall(["--relay-only"], turn=True, host=appliance_ip) as mc:
-            wait_for(lambda: "TURN: self-check: relay works" in mc.output(), 20, what="the TURN self-check")
+            mc.wait_for("TURN: self-check: relay works", 20)
             context = browser.new_context(ignore_https_errors=True, viewport={"width": 640, "height": 480})
             try:
                 pages = [open_page(room_url(mc.url, "relay-six", f"P{i}"), context=context) for i in range(6)]

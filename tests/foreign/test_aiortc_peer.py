@@ -211,7 +211,9 @@ def test_leave_from_aiortc_removes_its_tile_at_once(server, open_page, aiortc_pe
     assert tile(page, gone).count() == 1
     py.leave()
     t0 = time.monotonic()
-    wait_for(lambda: tile(page, gone).count() == 0, 2, 0.05, what="the tile to go at once")
+    # "At once": well inside the 8 s a vanished peer is held (VANISHED_HOLD_SECONDS), with room
+    # for a busy machine.
+    wait_for(lambda: tile(page, gone).count() == 0, 5, 0.05, what="the tile to go at once")
     took = time.monotonic() - t0
     assert page.evaluate("(id) => window.__kept[id].signalingState", gone) == "closed"
     assert not page.evaluate("(id) => window.meshcall.peers().has(id)", gone)

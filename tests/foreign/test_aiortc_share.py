@@ -29,7 +29,7 @@ def test_aiortc_ignores_a_pages_share_and_keeps_its_media(server, open_page, aio
     frames_rising(page, py.id)
 
     page.click("#ctl-share")
-    wait_for(lambda: all(t["current"] == "inactive" for t in page_pc(page, py.id)["transceivers"][2:])
+    wait_for(lambda: (kept := page_pc(page, py.id)["transceivers"][2:]) and all(t["current"] == "inactive" for t in kept)
              and page_pc(page, py.id)["signaling"] == "stable", 20, what="the share's m-lines inactive")
     assert same_connection(page, py.id)
     aiortc_frames_rising(py, page_id)
