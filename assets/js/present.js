@@ -149,6 +149,9 @@ export class Presenter {
     const tile = this.grid.get(shareTileId(id));
     if (sharing && !tile) {
       const t = this.grid.add({ id: shareTileId(id), name: info ? info.name : '…' });
+      // Marked at once, in the task that made it: views.js must never take it for a
+      // person (its id is not a peer id, and a `view` to it is a fatal bad-field).
+      t.el.dataset.share = 'true';
       t.setState('connected');
       if (!this.speakerOn) t.video.muted = true;
       this._shareStarted(id);

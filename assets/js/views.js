@@ -48,7 +48,9 @@ export class ViewReporter {
   report() {
     const background = document.visibilityState === 'hidden';
     const ratio = window.devicePixelRatio || 1;
-    for (const el of this.container.querySelectorAll('.tile[data-peer-id]:not([data-self])')) {
+    // Cameras only: a share tile (`data-share`) is not a peer, and its sending is the
+    // share's own (present.js, share.js).
+    for (const el of this.container.querySelectorAll('.tile[data-peer-id]:not([data-self]):not([data-share])')) {
       const tile = /** @type {HTMLElement} */ (el);
       const id = tile.dataset.peerId;
       const video = tile.querySelector('video');

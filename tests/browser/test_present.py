@@ -334,6 +334,9 @@ def test_presenter_layout_fits_a_phone_and_a_desktop(server, browser, open_page)
         person.locator(".tile-pin").dispatch_event("click")
         wait_for(lambda: phone.locator('.tile[data-share="true"]').get_attribute("data-main") == "true", 10, 0.2,
                  what="the share large again")
+        # No page sent the server anything it had to refuse (a `view` addressed to a share
+        # tile once did, and every resume sent it again).
+        assert "protocol error" not in server.output(), server.output()
     finally:
         ctx.close()
 
