@@ -9,7 +9,7 @@
 //  - an answer or candidate with another `conn` is stale: dropped;
 //  - a signal without `conn` belongs to the current connection.
 
-import { browserEnv, Peer } from './peer.js';
+import { browserEnv, MAX_SLOWNESS, Peer } from './peer.js';
 
 /** Lines kept per remote participant in the connection log (oldest dropped first). */
 const TRACE_LINES = 80;
@@ -76,6 +76,10 @@ export class Call extends EventTarget {
     /** @type {Map<string, string>} per remote: the id of the connection closed last,
      * whose late signals are dropped while a fresh one is awaited */
     this.retired = new Map();
+    /** @type {Map<string, number>} per remote shown to be slow: its repair timers' factor */
+    this.slowness = new Map();
+    /** @type {Map<string, string>} per remote: the given-up connection that last proved it slow */
+    this.lateConn = new Map();
     /** @type {RTCConfiguration} */
     this.config = { iceServers: [], iceTransportPolicy: 'all' };
     this.maxPeers = 0;
@@ -267,6 +271,7 @@ export class Call extends EventTarget {
       initiator,
       env: this.env,
       note: (what, conn) => this._trace(id, conn, what),
+      slowness: this.slowness.get(id) || 1,
     });
     this._trace(id, peer.conn, `new connection: ${initiator ? 'offering' : 'waiting for an offer'}${rebuilt ? ' (rebuilt)' : ''}`);
     this.peers.set(id, peer);
@@ -309,6 +314,23 @@ export class Call extends EventTarget {
     this._countersChanged();
   }
 
+  /**
+   * An offer or answer came on a connection we had given up: the peer was alive, only
+   * slower than our timers (a starved phone or kiosk). Rebuilding again at the same pace
+   * would give up on the next negotiation just as early, over and over, so from now on
+   * this peer's repair timers are twice as long, up to MAX_SLOWNESS times (once per
+   * given-up connection).
+   */
+  _slowPeer(/** @type {string} */ id, /** @type {string} */ conn) {
+    if (this.lateConn.get(id) === conn) return;
+    this.lateConn.set(id, conn);
+    const slowness = Math.min(MAX_SLOWNESS, 2 * (this.slowness.get(id) || 1));
+    this.slowness.set(id, slowness);
+    const peer = this.peers.get(id);
+    if (peer) peer.setSlowness(slowness);
+    this._trace(id, conn, `slow peer: repair timers ×${slowness}`);
+  }
+
   _closePeer(/** @type {Peer} */ peer) {
     this.pastIceRestarts += peer.iceRestarts;
     if (peer.conn) this.retired.set(peer.id, peer.conn);
@@ -321,6 +343,8 @@ export class Call extends EventTarget {
     this.peers.delete(id);
     this.infos.delete(id);
     this.retired.delete(id);
+    this.slowness.delete(id);
+    this.lateConn.delete(id);
     this.traces.delete(id);
     this._emit('peer-removed', { id });
   }
@@ -400,6 +424,7 @@ export class Call extends EventTarget {
     let peer = this.peers.get(from);
     if (conn !== undefined && conn === this.retired.get(from)) {
       this._trace(from, conn, `dropped a ${kindOf(msg)} of a connection we closed`);
+      if (msg.description) this._slowPeer(from, conn);
       return;
     }
     if (!peer) {

@@ -47,6 +47,10 @@ export const ICE_PATIENCE = 2;
 /** How long an impolite page waits for the answer to its own offer before it gives
  * way to a colliding offer it ignored. */
 export const COLLISION_WAIT_MS = 2000;
+/** The most the repair timers (CONNECT_TIMEOUT, NEGOTIATION_TIMEOUT,
+ * REBUILD_AFTER_RESTART) are stretched for a peer that has shown itself slow (see
+ * Call: an answer or offer of a connection already given up came after all). */
+export const MAX_SLOWNESS = 4;
 
 const KINDS = /** @type {const} */ (['audio', 'video']);
 
@@ -91,9 +95,14 @@ export class Peer extends EventTarget {
    * @param {Env} o.env
    * @param {(what: string, conn: string|null) => void} [o.note]  told each step of
    *   negotiation and repair, for the connection log (see Call.traceOf)
+   * @param {number} [o.slowness]  1 to MAX_SLOWNESS: how many times the usual repair
+   *   timers this peer is given
    */
-  constructor({ id, localId, conn, config, tracks, stream, send, initiator, env, note = () => {} }) {
+  constructor({ id, localId, conn, config, tracks, stream, send, initiator, env, note = () => {}, slowness = 1 }) {
     super();
+    /** Repair timers are this many times their usual length (a slow peer's answers come
+     * late; giving up on them early only starts a negotiation that will come late too). */
+    this.slowness = slowness;
     this.note = (/** @type {string} */ what) => note(what, this.conn);
     this.id = id;
     this.polite = localId > id;
@@ -114,6 +123,8 @@ export class Peer extends EventTarget {
     this.keptCandidates = [];
     this.iceRestarts = 0;
     this.offerResends = 0;
+    /** the first offer/answer exchange has completed (the connect wait starts again then) */
+    this.negotiated = false;
     this.patience = 0;
     /** an ICE restart did not help and a rebuild was asked for */
     this.gaveUp = false;
@@ -165,6 +176,24 @@ export class Peer extends EventTarget {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
+  /** Make the repair timers `slowness` times their usual length; those running start
+   * again at the new length (the peer has just shown it is alive). */
+  setSlowness(/** @type {number} */ slowness) {
+    this.slowness = slowness;
+    if (this.connectTimer !== undefined) {
+      this.env.clearTimeout(this.connectTimer);
+      this._armConnectTimer();
+    }
+    if (this.negotiationTimer !== undefined) {
+      this.env.clearTimeout(this.negotiationTimer);
+      this._armNegotiationTimer();
+    }
+    if (this.rebuildTimer !== undefined) {
+      this.env.clearTimeout(this.rebuildTimer);
+      this._armRebuildTimer();
+    }
+  }
+
   _armConnectTimer() {
     this.connectTimer = this.env.setTimeout(() => {
       this.connectTimer = undefined;
@@ -172,18 +201,23 @@ export class Peer extends EventTarget {
       this.note(`connect timer: ${this.pc.connectionState}, ice ${this.pc.iceConnectionState}`);
       if (this._iceUnderWay()) this._armConnectTimer();
       else this.restartIce();
-    }, CONNECT_TIMEOUT);
+    }, CONNECT_TIMEOUT * this.slowness);
   }
 
-  /** The repair under way is still making progress with a slow peer: ICE checks are
-   * running on a negotiated connection, or our offer is still being sent again (see
-   * OFFER_RESENDS). Worth waiting a little longer, at most ICE_PATIENCE times per
-   * connection. */
+  /** The repair under way is still making progress with a slow peer: ICE checks or the
+   * DTLS handshake are running on a negotiated connection, our offer is still being sent
+   * again (see OFFER_RESENDS), we are making our answer, or we are still waiting for the
+   * first offer (a starved peer makes it late; an ICE restart of ours would only collide
+   * with it). Worth waiting a little longer, at most ICE_PATIENCE times per connection. */
   _iceUnderWay() {
     const pc = this.pc;
-    const checking = pc.iceConnectionState === 'checking' && pc.signalingState === 'stable';
+    const ice = pc.iceConnectionState;
+    const checking = pc.signalingState === 'stable' && (ice === 'checking'
+      || ((ice === 'connected' || ice === 'completed') && pc.connectionState === 'connecting'));
     const offering = pc.signalingState === 'have-local-offer' && this.offerResends < OFFER_RESENDS;
-    if (!(checking || offering) || this.patience >= ICE_PATIENCE) return false;
+    const answering = pc.signalingState === 'have-remote-offer';
+    const awaiting = pc.signalingState === 'stable' && !this.negotiated && !this.initiator;
+    if (!(checking || offering || answering || awaiting) || this.patience >= ICE_PATIENCE) return false;
     this.patience += 1;
     return true;
   }
@@ -363,6 +397,15 @@ export class Peer extends EventTarget {
       this.env.clearTimeout(this.negotiationTimer);
       this.negotiationTimer = undefined;
       this.offerResends = 0;
+      if (s === 'stable' && !this.negotiated) {
+        // The first exchange is done: ICE and DTLS start only now, and get the whole
+        // connect wait. (A starved page can take longer to answer than to connect.)
+        this.negotiated = true;
+        if (this.connectTimer !== undefined) {
+          this.env.clearTimeout(this.connectTimer);
+          this._armConnectTimer();
+        }
+      }
     } else if (this.negotiationTimer === undefined && !this.gaveUp) {
       this._armNegotiationTimer();
     }
@@ -372,7 +415,7 @@ export class Peer extends EventTarget {
     this.negotiationTimer = this.env.setTimeout(() => {
       this.negotiationTimer = undefined;
       this._enqueue(() => this._unstick());
-    }, NEGOTIATION_TIMEOUT);
+    }, NEGOTIATION_TIMEOUT * this.slowness);
   }
 
   async _unstick() {
@@ -442,7 +485,7 @@ export class Peer extends EventTarget {
         this._setState(this.polite ? 'reconnecting' : 'failed');
         this._emit('rebuild', {});
       }
-    }, REBUILD_AFTER_RESTART);
+    }, REBUILD_AFTER_RESTART * this.slowness);
   }
 
   /** Send our outstanding offer again (its SDP carries the candidates gathered so far). */

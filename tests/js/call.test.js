@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { Call } from '../../assets/js/call.js';
-import { REBUILD_AFTER_RESTART } from '../../assets/js/peer.js';
+import { MAX_SLOWNESS, NEGOTIATION_TIMEOUT, REBUILD_AFTER_RESTART } from '../../assets/js/peer.js';
 import { FakeSignaling, FakeTrack, fakeEnv, fakeMedia, sdp, settle } from './fakes.js';
 
 const ME = 'p000010';
@@ -271,6 +271,44 @@ test('after a failed ICE restart the impolite side offers on a fresh connection;
   assert.equal(call.rebuilds, 2, 'the fresh connection from A is the second rebuild');
   assert.equal(call.counters().iceRestarts, 2, 'restarts of closed connections still count');
   assert.equal(pcs.filter((pc) => pc.signalingState !== 'closed').length, 2, 'one live connection per pair');
+});
+
+test('an answer that comes after its connection was given up makes that peer\'s repair timers longer', async () => {
+  const { call, sig, pcs, clock } = joinedCall();
+  sig.emit('welcome', welcome({ peers: [info(B), info(C)] }));
+  await settle();
+  const first = { B: sig.descriptions(B)[0].conn, C: sig.descriptions(C)[0].conn };
+  for (const id of [B, C]) {
+    sig.emit('signal', { from: id, conn: first[id], description: { type: 'answer', sdp: sdp(5, 1, []) } });
+  }
+  await settle();
+  for (const pc of pcs) pc.setConnectionState('failed');
+  await settle();
+  for (const id of [B, C]) { // the restarts are answered, and the paths still fail
+    sig.emit('signal', { from: id, conn: first[id], description: { type: 'answer', sdp: sdp(5, 2, []) } });
+  }
+  await settle();
+  await clock.advance(REBUILD_AFTER_RESTART); // both rebuilt on fresh connections (we are impolite)
+  assert.equal(call.rebuilds, 2);
+  // B was only slow: an answer on the connection we gave up (to an offer of ours sent
+  // again, say) comes now.
+  sig.emit('signal', { from: B, conn: first.B, candidate: { candidate: 'x', sdpMid: '0' } });
+  await settle();
+  assert.equal(call.peers.get(B).slowness, 1, 'a trailing candidate proves nothing');
+  sig.emit('signal', { from: B, conn: first.B, description: { type: 'answer', sdp: sdp(5, 3, []) } });
+  sig.emit('signal', { from: B, conn: first.B, description: { type: 'answer', sdp: sdp(5, 3, []) } });
+  await settle();
+  assert.equal(call.peers.get(B).slowness, 2, 'twice as patient, once per given-up connection');
+  assert.equal(call.peers.get(C).slowness, 1, 'only the peer that was slow');
+  assert.ok(call.traceOf(B).some((line) => line.includes('slow peer: repair timers ×2')));
+  // The fresh offers go unanswered: C's is sent again after the usual wait, B's only after twice it.
+  const sent = { B: sig.descriptions(B).length, C: sig.descriptions(C).length };
+  await clock.advance(NEGOTIATION_TIMEOUT);
+  assert.equal(sig.descriptions(C).length, sent.C + 1);
+  assert.equal(sig.descriptions(B).length, sent.B);
+  await clock.advance(NEGOTIATION_TIMEOUT);
+  assert.equal(sig.descriptions(B).length, sent.B + 1);
+  assert.ok(MAX_SLOWNESS >= 2);
 });
 
 test('room-full ends the call and reports the real limit', async () => {

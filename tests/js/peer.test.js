@@ -188,3 +188,43 @@ test('ICE checks under way earn a connection a little patience, but not for ever
   await t.clock.advance(REBUILD_AFTER_RESTART);
   assert.equal(rebuilds, 1, 'and spent: the rebuild comes on time');
 });
+
+test('the connect wait starts again when the first exchange is done: a late offer is not a dead connection', async () => {
+  const t = makePeer({ initiator: false, conn: null });
+  await t.clock.advance(CONNECT_TIMEOUT - 100); // a starved peer takes this long to offer
+  await t.peer.handleSignal({ conn: 'x', description: { type: 'offer', sdp: sdp(1, 1, AV) } });
+  assert.deepEqual(t.descriptions(), ['answer']);
+  await t.clock.advance(CONNECT_TIMEOUT - 1);
+  assert.equal(t.peer.iceRestarts, 0, 'ICE got its whole wait after the answer');
+  await t.clock.advance(1);
+  assert.equal(t.peer.iceRestarts, 1);
+});
+
+test('a DTLS handshake under way (ICE connected, connection connecting) earns the same patience as ICE checks', async () => {
+  const t = makePeer();
+  await settle();
+  await t.peer.handleSignal({ conn: 'c0', description: { type: 'answer', sdp: sdp(9, 1, AV) } });
+  t.pc.iceConnectionState = 'connected';
+  t.pc.setConnectionState('connecting');
+  await t.clock.advance(CONNECT_TIMEOUT * (ICE_PATIENCE + 1) - 1);
+  assert.equal(t.peer.iceRestarts, 0, 'waited while DTLS worked');
+  await t.clock.advance(1);
+  assert.equal(t.peer.iceRestarts, 1, 'patience is bounded');
+});
+
+test('a connection still waiting for its first offer, or making its answer, waits a little longer before repairing', async () => {
+  const t = makePeer({ initiator: false, conn: null });
+  await t.clock.advance(CONNECT_TIMEOUT * (ICE_PATIENCE + 1) - 1);
+  assert.equal(t.peer.iceRestarts, 0, 'no offer of ours to collide with a late one');
+  await t.clock.advance(1);
+  assert.equal(t.peer.iceRestarts, 1, 'patience is bounded');
+
+  const u = makePeer({ initiator: false, conn: null });
+  let rebuilds = 0;
+  u.peer.addEventListener('rebuild', () => { rebuilds += 1; });
+  await u.clock.advance(CONNECT_TIMEOUT * (ICE_PATIENCE + 1)); // restarted: rebuild timer running
+  u.peer.patience = 0; // a fresh allowance, as a rebuilt connection has
+  u.pc.signalingState = 'have-remote-offer'; // the peer's offer came; our answer is under way
+  await u.clock.advance(REBUILD_AFTER_RESTART);
+  assert.equal(rebuilds, 0, 'not given up in the middle of answering');
+});
