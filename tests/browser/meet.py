@@ -120,6 +120,14 @@ def tiles_agree(page: Any, me: str, count: int = 6) -> bool:
     return len(tiles) == count and all(shown == "connected" for _, shown, _ in tiles)
 
 
+def logs(page: Any, me: str, ids: list[str], server: Any) -> None:
+    """One page's log of each of its connections, and the end of the server's log."""
+    print(state(page))
+    for other in sorted(set(ids) - {me}):
+        print(f"  {me}'s log of {other}:", *page.evaluate("(id) => window.meshcall.trace(id)", other), sep="\n    ")
+    print("the server's log, the end:", *server.output().splitlines()[-60:], sep="\n")
+
+
 def pair(server: Any, open_page: Callable[..., Any], room: str, first: str = "Ada",
          second: str = "Grace") -> tuple[Any, Any, str, str]:
     """Two people in one room, with video decoded both ways: (page a, page b, id a, id b)."""

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from browser.meet import (decoding_from, frames_rising, joined_id, pair, rising, room_url, stalled, state, stats,
+from browser.meet import (decoding_from, frames_rising, joined_id, logs, pair, rising, room_url, stalled, state, stats,
                           tiles_agree, wait_for)
 
 pytestmark = [pytest.mark.browser, pytest.mark.netns]
@@ -108,7 +108,12 @@ def test_six_people_form_a_full_mesh_and_a_seventh_is_turned_away(server, browse
         assert len(set(ids)) == 6
         for page, me in zip(pages, ids):
             others = set(ids) - {me}
-            wait_for(lambda: decoding_from(page, others), 60, 0.5, what=f"{me} decoding all five others")
+            try:
+                wait_for(lambda: decoding_from(page, others), 60, 0.5, what=f"{me} decoding all five others")
+            except AssertionError:
+                print(stats(page))
+                logs(page, me, ids, server)
+                raise
         mesh = time.monotonic() - t0
         for page, me in zip(pages, ids):
             assert page.locator(".tile").count() == 6

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from browser.load import busy_core, throttled_page
-from browser.meet import decoding_from, joined_id, room_url, state, stats, tiles_agree, wait_for
+from browser.meet import decoding_from, joined_id, logs, room_url, state, stats, tiles_agree, wait_for
 from helpers.netns import private_lan
 from helpers.procs import Meshcall
 
@@ -72,14 +72,6 @@ def explain(pages: list[Any], ids: list[str], server: Meshcall, since: dict[str,
                 me), stats(sender).get(me))
             print(f"  {me}'s log of {other}:", *page.evaluate("(id) => window.meshcall.trace(id)", other),
                   sep="\n    ")
-    print("the server's log, the end:", *server.output().splitlines()[-60:], sep="\n")
-
-
-def logs(page: Any, me: str, ids: list[str], server: Meshcall) -> None:
-    """One page's log of each of its connections, and the end of the server's log."""
-    print(state(page))
-    for other in sorted(set(ids) - {me}):
-        print(f"  {me}'s log of {other}:", *page.evaluate("(id) => window.meshcall.trace(id)", other), sep="\n    ")
     print("the server's log, the end:", *server.output().splitlines()[-60:], sep="\n")
 
 
